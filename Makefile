@@ -1,0 +1,55 @@
+# spinfer: `make run` (set up + main job on the small default), `make test` (set up + tests).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-full lint format bench validate clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install spinfer with pinned dependencies
+	@$(BIN)/dvc config --local core.check_update false >/dev/null 2>&1 || true
+
+run: setup ## run the main job (dvc repro) on the small default profile
+	$(BIN)/dvc repro
+	@echo "done: see artifacts/ (dvc status is clean)"
+
+test: setup ## run the test suite (what CI runs)
+	$(BIN)/python -m pytest -q --timeout=900
+
+test-full: setup ## tests plus the physics validation scripts
+	$(BIN)/python -m pytest -q
+	$(BIN)/python validation/physics_checks.py --out artifacts/validation
+	$(BIN)/python validation/mc_bias.py
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check src tests benchmarks validation
+	$(BIN)/ruff format --check src tests benchmarks validation
+
+format: setup ## ruff format and autofix
+	$(BIN)/ruff format src tests benchmarks validation
+	$(BIN)/ruff check --fix src tests benchmarks validation
+
+bench: setup ## speed benchmarks (print ratios against a baseline of the same run)
+	$(BIN)/python benchmarks/mc_speed.py
+
+validate: setup ## physics validation: figures and bias check
+	$(BIN)/python validation/physics_checks.py --out artifacts/validation
+	$(BIN)/python validation/mc_bias.py
+
+clean: ## remove build caches (keeps .venv and artifacts)
+	rm -rf .cache .pytest_cache .ruff_cache

@@ -1,0 +1,253 @@
+"""One typed configuration, loaded from ``params.yaml`` and validated on load.
+
+Layout of ``params.yaml``::
+
+    profile: default          # which overlay to apply (default = none)
+    base: {...}               # one section per concern, the values ``make run`` uses
+    physics: {...}
+    schedule: {...}
+    ranges: {...}
+    preview: {...}
+    profiles:                 # named overlays; only the keys they change
+      tiny: {physics: {size: 16}, ...}
+      paper: {...}
+
+Selecting a profile is one line (``profile: paper``, or ``dvc exp run -S profile=paper``);
+any value can be overridden in its section, in the profile, or with ``--set
+section.key=value`` on the command line (applied last). Unknown keys and wrong types are
+rejected by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spinfer.errors import ConfigError, SpinferError
+from spinfer.physics.anneal import Schedule
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    """Project-wide settings."""
+
+    seed: int = 2020
+    artifacts: str = "artifacts"
+
+
+@dataclass(frozen=True)
+class PhysicsParams:
+    """Lattice and dipolar kernel.
+
+    ``kshape_factor``: Kshape = kshape_factor * D sets the anisotropy scale of the K range.
+    ``null`` (default) computes it from the dipolar kernel, E_dip(+z) - E_dip(+x) per spin
+    in units of D (6.775 for the periodic square lattice), which is where the out-of-plane
+    / in-plane boundary really lies; 2.0 reproduces the paper's "Kshape = 2D" literally.
+    """
+
+    size: int = 100
+    dipolar_images: int | None = None
+    kshape_factor: float | None = None
+
+
+@dataclass(frozen=True)
+class RangeParams:
+    """Parameter ranges as in Kwon et al.: D absolute, lambda in units of D, K of Kshape."""
+
+    dipolar: tuple[float, float] = (0.05, 0.13)
+    dipolar_step: float = 0.005
+    dmi_over_dipolar: tuple[float, float] = (-3.0, 3.0)
+    dmi_step: float = 0.3
+    anisotropy_over_kshape: tuple[float, float] = (0.1, 1.2)
+    anisotropy_step: float = 0.02
+
+
+@dataclass(frozen=True)
+class PreviewParams:
+    """The handful of textures the main job renders across the ranges."""
+
+    textures: int = 8
+    cols: int = 4
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str = "default"
+    base: BaseParams = field(default_factory=BaseParams)
+    physics: PhysicsParams = field(default_factory=PhysicsParams)
+    schedule: Schedule = field(default_factory=Schedule)
+    ranges: RangeParams = field(default_factory=RangeParams)
+    preview: PreviewParams = field(default_factory=PreviewParams)
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(Params) if f.name != "profile")
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check one YAML value against a type hint; returns it converted (lists -> tuples)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint}")  # pragma: no cover
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """Instantiate a frozen dataclass section, rejecting unknown keys by name."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{where}.{unknown[0]}' (known: {', '.join(sorted(known))})"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except SpinferError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _merge(base: dict, overlay: Mapping, where: str) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    return parts, yaml.safe_load(raw)
+
+
+def params_from_dict(raw: Mapping[str, Any], overrides: Iterable[str] = ()) -> Params:
+    """Validate a parsed ``params.yaml`` mapping (plus overrides) into ``Params``."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("params file must hold a mapping at the top level")
+    allowed = {"profile", "profiles", *SECTIONS}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})")
+    profile = raw.get("profile", "default")
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profile, str):
+        raise ConfigError(f"profile: expected a name, got {profile!r}")
+    if not isinstance(profiles, Mapping):
+        raise ConfigError("profiles: expected a mapping of name -> overlay")
+    sections: dict[str, Any] = {s: raw.get(s) or {} for s in SECTIONS}
+    if profile != "default":
+        if profile not in profiles:
+            names = ", ".join(["default", *sorted(profiles)])
+            raise ConfigError(f"unknown profile '{profile}' (known: {names})")
+        overlay = profiles[profile] or {}
+        bad = sorted(set(overlay) - set(SECTIONS))
+        if bad:
+            raise ConfigError(f"unknown key 'profiles.{profile}.{bad[0]}'")
+        sections = _merge(sections, overlay, f"profiles.{profile}")
+    for text in overrides:
+        (section, key), value = _parse_override(text)
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown key '{section}' in override '{text}'")
+        sections[section] = {**sections[section], key: value}
+    hints = typing.get_type_hints(Params)
+    built = {s: _build(hints[s], sections[s], s) for s in SECTIONS}
+    params = Params(profile=profile, **built)
+    _check(params)
+    return params
+
+
+def _check(p: Params) -> None:
+    """Cross-field checks that a single section cannot express."""
+    if p.physics.size < 4:
+        raise ConfigError(f"physics.size must be >= 4, got {p.physics.size}")
+    if p.physics.dipolar_images is not None and p.physics.dipolar_images < 0:
+        raise ConfigError("physics.dipolar_images must be >= 0 or null")
+    if p.physics.kshape_factor is not None and p.physics.kshape_factor <= 0:
+        raise ConfigError("physics.kshape_factor must be > 0 or null")
+    r = p.ranges
+    for name in ("dipolar", "dmi_over_dipolar", "anisotropy_over_kshape"):
+        lo, hi = getattr(r, name)
+        if lo > hi:
+            raise ConfigError(f"ranges.{name}: inverted range [{lo}, {hi}]")
+        step = getattr(r, name.split("_")[0] + "_step")
+        if step <= 0:
+            raise ConfigError(f"ranges.{name.split('_')[0]}_step must be > 0")
+    if r.dipolar[0] < 0:
+        raise ConfigError("ranges.dipolar must be >= 0")
+    if p.preview.textures < 1 or p.preview.cols < 1:
+        raise ConfigError("preview.textures and preview.cols must be >= 1")
+
+
+def load_params(path: Path | str = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    """Read, overlay and validate ``params.yaml``; raises ConfigError naming the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"params file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read params file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{line}") from None
+    return params_from_dict(raw, overrides)
+
+
+def to_dict(params: Params) -> dict[str, Any]:
+    """The resolved configuration as plain data (for logging and reports)."""
+    return dataclasses.asdict(params)

@@ -1,0 +1,1 @@
+"""Parameter grids, texture datasets, splits and noise."""

@@ -1,0 +1,96 @@
+"""The main job's first stage: a handful of annealed textures across the parameter ranges."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spinfer.config import Params
+from spinfer.data.grid import draw_sets, parameter_grid, resolve_kshape_factor
+from spinfer.physics.anneal import anneal
+from spinfer.physics.energy import Hamiltonian
+from spinfer.render import save_contact_sheet, save_texture_png
+
+
+@dataclass(frozen=True)
+class PreviewTexture:
+    dmi: float
+    anisotropy: float
+    dipolar: float
+    seed: int
+    mean_abs_sz: float
+    png: str
+
+
+def out_of_plane(spins: np.ndarray, threshold: float = 0.5) -> bool:
+    """The paper's classification: a texture is out-of-plane when mean |Sz| > threshold."""
+    return float(np.mean(np.abs(spins[..., 2]))) > threshold
+
+
+def label(dmi: float, anisotropy: float, dipolar: float, kshape_factor: float) -> str:
+    return (
+        f"λ={dmi:+.3f} ({dmi / dipolar:+.1f}D)\n"
+        f"K={anisotropy:.3f} ({anisotropy / (kshape_factor * dipolar):.2f}Ks) D={dipolar:.3f}"
+    )
+
+
+def render_preview(params: Params, out_dir: Path | str) -> list[PreviewTexture]:
+    """Anneal ``preview.textures`` parameter sets drawn across the ranges; write PNGs.
+
+    Writes one PNG per texture, ``contact_sheet.png`` and ``textures.json`` into
+    ``out_dir`` (the directory is replaced atomically, so a failed run leaves no half).
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    kshape = resolve_kshape_factor(params.physics)
+    grid = parameter_grid(params.ranges, kshape)
+    n = min(params.preview.textures, len(grid))
+    sets = draw_sets(grid, n, params.base.seed)
+    sets = sets[np.argsort(sets[:, 1] / (kshape * sets[:, 2]), kind="stable")]
+    size = params.physics.size
+    results, textures, titles = [], [], []
+    bar = tqdm(total=n, desc="preview", unit="texture", disable=not sys.stderr.isatty())
+    for i, (lam, k, d) in enumerate(sets):
+        seed = np.random.SeedSequence([params.base.seed, i])
+        ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
+        spins = anneal(ham, (size, size), params.schedule, seed, params.physics.dipolar_images)
+        title = label(lam, k, d, kshape)
+        name = f"texture_{i:02d}.png"
+        save_texture_png(spins.spins, tmp / name, title.replace("\n", "  "))
+        textures.append(spins.spins)
+        titles.append(title)
+        results.append(
+            PreviewTexture(
+                float(lam), float(k), float(d), i, float(np.abs(spins.spins[..., 2]).mean()), name
+            )
+        )
+        bar.update(1)
+    bar.close()
+    save_contact_sheet(textures, titles, tmp / "contact_sheet.png", cols=params.preview.cols)
+    summary = {
+        "kshape_factor": kshape,
+        "textures": [r.__dict__ for r in results],
+    }
+    (tmp / "textures.json").write_text(json.dumps(summary, indent=1))
+    _replace_dir(tmp, out_dir)
+    return results
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished directory into place; the old one is removed only afterwards."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        dst.rename(old)
+    src.rename(dst)
+    if old is not None:
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
