@@ -40,7 +40,7 @@ class Schedule:
     sweeps: int = 1000
     relax_sweeps: int = 200
     cooling: str = "linear"
-    refresh_every: int = 1
+    refresh_every: int = 2
     near_radius: int = 1
     cone: float = 0.6
     target_acceptance: float = 0.4

@@ -1,0 +1,119 @@
+"""The spinfer command as a user runs it: real subprocesses, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import DATA, ROOT
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "spinfer.cli", *args],
+        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ref_files(tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("ref")
+    cases = json.loads((DATA / "energies.json").read_text())["cases"]
+    case = next(c for c in cases if c["name"] == "random_1")
+    spins = np.load(DATA / "spins.npz")[case["name"]]
+    np.save(tmp / "random_1.npy", spins)
+    np.savez(tmp / "random_1.npz", spins=spins)
+    return tmp, case
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_energy_json_contract(ref_files, suffix):
+    tmp, case = ref_files
+    proc = run("energy", str(tmp / f"random_1{suffix}"), "--lam", repr(case["lam"]),
+               "--K", repr(case["K"]), "--D", repr(case["D"]), "--images", "4", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert list(out) == ["exchange", "dmi", "dipolar", "anisotropy", "total"]
+    ref = case["energy_images_M4"]
+    for key, ref_key in [("exchange", "Exchange"), ("dmi", "DMI"), ("dipolar", "DDI"),
+                         ("anisotropy", "Anisotropy"), ("total", "Total")]:  # fmt: skip
+        assert out[key] == pytest.approx(ref[ref_key], rel=1e-8)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, code: int, needle: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_energy_bad_inputs(tmp_path, ref_files):
+    tmp, _ = ref_files
+    good = str(tmp / "random_1.npy")
+    (tmp_path / "text.npy").write_text("not an array")
+    np.save(tmp_path / "wrong.npy", np.zeros((8, 8, 2)))
+    np.save(tmp_path / "small.npy", np.zeros((3, 3, 3)))
+    np.save(tmp_path / "nan.npy", np.full((8, 8, 3), np.nan))
+    np.savez(tmp_path / "two.npz", a=np.zeros((8, 8, 3)), b=np.zeros((8, 8, 3)))
+    args = ["--lam", "0.1", "--K", "0.2", "--D", "0.1"]
+    _one_error_line(run("energy", str(tmp_path / "missing.npy"), *args), 1, "no such file")
+    _one_error_line(run("energy", str(tmp_path / "text.npy"), *args), 1, "not a NumPy")
+    _one_error_line(run("energy", str(tmp_path / "wrong.npy"), *args), 1, "shape")
+    _one_error_line(run("energy", str(tmp_path / "small.npy"), *args), 1, "4x4")
+    _one_error_line(run("energy", str(tmp_path / "nan.npy"), *args), 1, "NaN")
+    _one_error_line(run("energy", str(tmp_path / "two.npz"), *args), 1, "spins")
+    _one_error_line(run("energy", good, "--lam", "nan", "--K", "0.2", "--D", "0.1"), 1, "finite")
+    _one_error_line(run("energy", good, "--lam", "0.1", "--K", "0.2", "--D", "-1"), 1, "dipolar")
+    _one_error_line(run("energy", good, "--lam", "abc", "--K", "0.2", "--D", "0.1"), 2, "--lam")
+    _one_error_line(run("energy", good, *args, "--images", "-1"), 1, "images")
+
+
+def test_simulate_then_show_then_energy(tmp_path):
+    out = tmp_path / "t.npz"
+    proc = run("simulate", "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--seed", "3",
+               "--size", "16", "--sweeps", "60", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    again = tmp_path / "again.npz"
+    run("simulate", "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--seed", "3",
+        "--size", "16", "--sweeps", "60", "--out", str(again))  # fmt: skip
+    a, b = np.load(out)["spins"], np.load(again)["spins"]
+    assert a.shape == (16, 16, 3) and a.tobytes() == b.tobytes()
+    meta = json.loads(str(np.load(out)["meta"]))
+    assert meta["seed"] == 3 and meta["schedule"]["sweeps"] == 60
+    shown = run("show", str(out))
+    assert shown.returncode == 0, shown.stderr
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    energy = run("energy", str(out), "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--json")
+    assert json.loads(energy.stdout)["total"] == pytest.approx(meta["energy"]["total"])
+
+
+def test_simulate_png_and_bad_arguments(tmp_path):
+    png = tmp_path / "t.png"
+    ok = run("simulate", "--lam", "0", "--K", "0.8", "--D", "0.1", "--size", "8",
+             "--sweeps", "10", "--out", str(png))  # fmt: skip
+    assert ok.returncode == 0 and png.exists(), ok.stderr
+    base = ["simulate", "--lam", "0", "--K", "0.8", "--D", "0.1"]
+    _one_error_line(run(*base, "--size", "3", "--out", str(png)), 1, "4x4")
+    _one_error_line(run(*base, "--out", str(tmp_path / "t.txt")), 1, ".npz or .png")
+    _one_error_line(run(*base, "--sweeps", "0", "--out", str(png)), 1, "sweeps")
+    _one_error_line(run(*base[:-2], "--D", "inf", "--out", str(png)), 1, "finite")
+
+
+def test_unknown_command_and_missing_option_exit_2():
+    _one_error_line(run("nope"), 2, "nope")
+    _one_error_line(run("energy", "x.npy", "--lam", "0"), 2, "--K")
+
+
+def test_kshape_command():
+    proc = run("kshape", "--size", "16")
+    assert proc.returncode == 0
+    assert float(proc.stdout) == pytest.approx(6.7752, abs=1e-3)

@@ -1,0 +1,77 @@
+"""params.yaml: profiles, overrides and one-line errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from spinfer.config import load_params, params_from_dict
+from spinfer.data.grid import draw_sets, parameter_grid, resolve_kshape_factor
+from spinfer.errors import ConfigError
+
+
+def test_repo_params_load_every_profile(repo_params):
+    raw = yaml.safe_load(repo_params.read_text())
+    default = params_from_dict(raw)
+    assert default.physics.size == 100
+    tiny = params_from_dict({**raw, "profile": "tiny"})
+    assert tiny.physics.size == 16 and tiny.schedule.sweeps < default.schedule.sweeps
+    assert tiny.ranges == default.ranges  # untouched keys come from the sections
+    paper = params_from_dict({**raw, "profile": "paper"})
+    assert paper.physics.size == 100
+
+
+def test_override_is_applied_last(repo_params):
+    p = load_params(repo_params, ["schedule.sweeps=7", "physics.kshape_factor=2.0"])
+    assert p.schedule.sweeps == 7 and p.physics.kshape_factor == 2.0
+
+
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        ({"physics": {"sise": 10}}, "physics.sise"),
+        ({"physics": {"size": "big"}}, "physics.size"),
+        ({"ranges": {"dipolar": [0.2, 0.1]}}, "ranges.dipolar"),
+        ({"profile": "huge"}, "unknown profile 'huge'"),
+        ({"schedule": {"t_end": -1.0}}, "schedule"),
+        ({"nonsense": 1}, "nonsense"),
+        ({"physics": {"size": 2}}, "physics.size"),
+        ({"preview": {"textures": 0}}, "preview.textures"),
+    ],
+)
+def test_invalid_params_name_the_key(raw, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        params_from_dict(raw)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("physics: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_params(bad)
+
+
+def test_grid_spans_paper_ranges():
+    p = params_from_dict({})
+    kshape = resolve_kshape_factor(p.physics)
+    assert kshape == pytest.approx(6.7752, abs=1e-3)
+    grid = parameter_grid(p.ranges, kshape)
+    lam, k, d = grid.T
+    assert d.min() == pytest.approx(0.05) and d.max() == pytest.approx(0.13)
+    assert len(set(d.round(6))) == 17
+    ratio = lam / d
+    assert ratio.min() == pytest.approx(-3) and ratio.max() == pytest.approx(3)
+    assert len(set(ratio.round(6))) == 21
+    kr = k / (kshape * d)
+    assert kr.min() == pytest.approx(0.1) and kr.max() == pytest.approx(1.2)
+    assert len(grid) == 17 * 21 * 56
+    sets = draw_sets(grid, 50, seed=1)
+    assert len({tuple(r) for r in sets}) == 50
+    assert draw_sets(grid, 50, seed=1).tobytes() == sets.tobytes()
+
+
+def test_literal_paper_kshape_is_selectable():
+    p = params_from_dict({"physics": {"kshape_factor": 2.0}})
+    assert resolve_kshape_factor(p.physics) == 2.0

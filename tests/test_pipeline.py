@@ -1,0 +1,47 @@
+"""A real `dvc repro` of the pipeline on the tiny profile, in a scratch copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def _sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, work / name)
+    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profile"] = "tiny"
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"],
+                ["dvc", "config", "core.analytics", "false"]):  # fmt: skip
+        assert _sh(cmd, work).returncode == 0
+    first = _sh(["dvc", "repro"], work)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = work / "artifacts" / "preview"
+    summary = json.loads((out / "textures.json").read_text())
+    assert len(summary["textures"]) == 2
+    assert (out / "contact_sheet.png").stat().st_size > 1000
+    second = _sh(["dvc", "repro"], work)
+    assert second.returncode == 0
+    assert "didn't change" in second.stdout or "up to date" in second.stdout, second.stdout
+    status = _sh(["dvc", "status"], work)
+    assert "up to date" in status.stdout, status.stdout
