@@ -54,8 +54,12 @@ def exact_sweeps(n: int, beta: float = 2.0) -> float:
     full = np.ascontiguousarray(kernel.real)
     args = (HAM.exchange, HAM.dmi, HAM.anisotropy, HAM.dipolar, beta, 0.5, state)
     small = random_spins(8, 8, state)
-    exact_metropolis_sweep(small, dipolar_kernel(8, 8).field(small),
-                           np.ascontiguousarray(dipolar_kernel(8, 8).real), *args)  # fmt: skip
+    exact_metropolis_sweep(
+        small,
+        dipolar_kernel(8, 8).field(small),
+        np.ascontiguousarray(dipolar_kernel(8, 8).real),
+        *args,
+    )
     start = time.perf_counter()
     for _ in range(n):
         exact_metropolis_sweep(spins, field, full, *args)

@@ -18,8 +18,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
         [sys.executable, "-m", "spinfer.cli", *args],
-        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +40,30 @@ def ref_files(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_energy_json_contract(ref_files, suffix):
     tmp, case = ref_files
-    proc = run("energy", str(tmp / f"random_1{suffix}"), "--lam", repr(case["lam"]),
-               "--K", repr(case["K"]), "--D", repr(case["D"]), "--images", "4", "--json")  # fmt: skip
+    proc = run(
+        "energy",
+        str(tmp / f"random_1{suffix}"),
+        "--lam",
+        repr(case["lam"]),
+        "--K",
+        repr(case["K"]),
+        "--D",
+        repr(case["D"]),
+        "--images",
+        "4",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert list(out) == ["exchange", "dmi", "dipolar", "anisotropy", "total"]
     ref = case["energy_images_M4"]
-    for key, ref_key in [("exchange", "Exchange"), ("dmi", "DMI"), ("dipolar", "DDI"),
-                         ("anisotropy", "Anisotropy"), ("total", "Total")]:  # fmt: skip
+    for key, ref_key in [
+        ("exchange", "Exchange"),
+        ("dmi", "DMI"),
+        ("dipolar", "DDI"),
+        ("anisotropy", "Anisotropy"),
+        ("total", "Total"),
+    ]:
         assert out[key] == pytest.approx(ref[ref_key], rel=1e-8)
 
 
@@ -78,12 +98,42 @@ def test_energy_bad_inputs(tmp_path, ref_files):
 
 def test_simulate_then_show_then_energy(tmp_path):
     out = tmp_path / "t.npz"
-    proc = run("simulate", "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--seed", "3",
-               "--size", "16", "--sweeps", "60", "--out", str(out))  # fmt: skip
+    proc = run(
+        "simulate",
+        "--lam",
+        "0.2",
+        "--K",
+        "0.8",
+        "--D",
+        "0.1",
+        "--seed",
+        "3",
+        "--size",
+        "16",
+        "--sweeps",
+        "60",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     again = tmp_path / "again.npz"
-    run("simulate", "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--seed", "3",
-        "--size", "16", "--sweeps", "60", "--out", str(again))  # fmt: skip
+    run(
+        "simulate",
+        "--lam",
+        "0.2",
+        "--K",
+        "0.8",
+        "--D",
+        "0.1",
+        "--seed",
+        "3",
+        "--size",
+        "16",
+        "--sweeps",
+        "60",
+        "--out",
+        str(again),
+    )
     a, b = np.load(out)["spins"], np.load(again)["spins"]
     assert a.shape == (16, 16, 3) and a.tobytes() == b.tobytes()
     meta = json.loads(str(np.load(out)["meta"]))
@@ -98,8 +148,21 @@ def test_simulate_then_show_then_energy(tmp_path):
 
 def test_simulate_png_and_bad_arguments(tmp_path):
     png = tmp_path / "t.png"
-    ok = run("simulate", "--lam", "0", "--K", "0.8", "--D", "0.1", "--size", "8",
-             "--sweeps", "10", "--out", str(png))  # fmt: skip
+    ok = run(
+        "simulate",
+        "--lam",
+        "0",
+        "--K",
+        "0.8",
+        "--D",
+        "0.1",
+        "--size",
+        "8",
+        "--sweeps",
+        "10",
+        "--out",
+        str(png),
+    )
     assert ok.returncode == 0 and png.exists(), ok.stderr
     base = ["simulate", "--lam", "0", "--K", "0.8", "--D", "0.1"]
     _one_error_line(run(*base, "--size", "3", "--out", str(png)), 1, "4x4")

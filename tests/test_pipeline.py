@@ -31,8 +31,11 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["profile"] = "tiny"
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"],
-                ["dvc", "config", "core.analytics", "false"]):  # fmt: skip
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
         assert _sh(cmd, work).returncode == 0
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr

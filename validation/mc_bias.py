@@ -31,8 +31,10 @@ def main() -> None:
     kshape = dipolar_kernel(args.size, args.size).kshape()
     cases = [(3.0, 1.1, 0.13), (0.0, 1.05, 0.09), (-1.5, 0.6, 0.1)]  # (lam/D, K/Ks, D)
     worst_mean = 0.0
-    print(f"size={args.size} sweeps={schedule.sweeps} refresh_every={schedule.refresh_every} "
-          f"near_radius={schedule.near_radius}")  # fmt: skip
+    print(
+        f"size={args.size} sweeps={schedule.sweeps} refresh_every={schedule.refresh_every} "
+        f"near_radius={schedule.near_radius}"
+    )
     print(f"{'lam/D':>6} {'K/Ks':>5} {'D':>5} {'seed':>4} {'E_fast/N':>10} {'E_exact/N':>10} rel")
     for r, kr, d in cases:
         ham = Hamiltonian(r * d, kr * kshape * d, d)
@@ -45,8 +47,10 @@ def main() -> None:
             ee = energy_terms(e, ham).total / e[..., 0].size
             fast_e.append(ef)
             exact_e.append(ee)
-            print(f"{r:6.1f} {kr:5.2f} {d:5.2f} {seed:4d} {ef:10.5f} {ee:10.5f} "
-                  f"{abs(ef - ee) / abs(ee):.2e}")  # fmt: skip
+            print(
+                f"{r:6.1f} {kr:5.2f} {d:5.2f} {seed:4d} {ef:10.5f} {ee:10.5f} "
+                f"{abs(ef - ee) / abs(ee):.2e}"
+            )
         rel = abs(np.mean(fast_e) - np.mean(exact_e)) / abs(np.mean(exact_e))
         spread = np.std(exact_e) / abs(np.mean(exact_e))
         worst_mean = max(worst_mean, rel)

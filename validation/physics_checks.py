@@ -24,15 +24,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from spinfer.config import load_params  # noqa: E402
-from spinfer.physics.anneal import anneal  # noqa: E402
-from spinfer.physics.dipolar import dipolar_kernel  # noqa: E402
-from spinfer.physics.energy import Hamiltonian  # noqa: E402
-from spinfer.physics.observables import domain_period, mean_abs_sz, neel_chirality  # noqa: E402
-from spinfer.render import save_contact_sheet  # noqa: E402
+from spinfer.config import load_params
+from spinfer.physics.anneal import anneal
+from spinfer.physics.dipolar import dipolar_kernel
+from spinfer.physics.energy import Hamiltonian
+from spinfer.physics.observables import domain_period, mean_abs_sz, neel_chirality
+from spinfer.render import save_contact_sheet
 
 
 def run_many(jobs, schedule, size):
@@ -76,33 +76,43 @@ def main() -> None:
     results["out_of_plane"] = {"k_over_kshape": ratios, **table}
     print(f"\n| K / Kshape | {' | '.join(f'{r:g}' for r in ratios)} |")
     print(f"|---|{'---|' * len(ratios)}")
-    print(f"| Kshape = {computed:.3f} D (computed) | "
-          f"{' | '.join(f'{f:.0%}' for f in table['computed'])} |")  # fmt: skip
-    print(f"| Kshape = 2 D (paper, literal) | "
-          f"{' | '.join(f'{f:.0%}' for f in table['paper_2D'])} |\n")  # fmt: skip
+    print(
+        f"| Kshape = {computed:.3f} D (computed) | "
+        f"{' | '.join(f'{f:.0%}' for f in table['computed'])} |"
+    )
+    print(
+        f"| Kshape = 2 D (paper, literal) | "
+        f"{' | '.join(f'{f:.0%}' for f in table['paper_2D'])} |\n"
+    )
 
     # 2. domain period against D (lambda = 0) and |lambda| (D = 0.09), K = 1.1 Kshape
     ds = [0.05, 0.07, 0.09, 0.11, 0.13]
     jobs = [(Hamiltonian(0.0, 1.1 * computed * d, d), s) for d in ds for s in range(args.seeds)]
     tex = run_many(jobs, sched, size)
     per_d = [
-        float(np.mean([domain_period(t) for t in tex[i * args.seeds:(i + 1) * args.seeds]]))
+        float(np.mean([domain_period(t) for t in tex[i * args.seeds : (i + 1) * args.seeds]]))
         for i in range(len(ds))
-    ]  # fmt: skip
+    ]
     lams = [0.0, 1.0, 2.0, 3.0]
     d0 = 0.09
-    jobs = [(Hamiltonian(r * d0, 1.1 * computed * d0, d0), s) for r in lams
-            for s in range(args.seeds)]  # fmt: skip
+    jobs = [
+        (Hamiltonian(r * d0, 1.1 * computed * d0, d0), s) for r in lams for s in range(args.seeds)
+    ]
     tex_l = run_many(jobs, sched, size)
     per_l = [
-        float(np.mean([domain_period(t) for t in tex_l[i * args.seeds:(i + 1) * args.seeds]]))
+        float(np.mean([domain_period(t) for t in tex_l[i * args.seeds : (i + 1) * args.seeds]]))
         for i in range(len(lams))
-    ]  # fmt: skip
+    ]
     results["period_vs_D"] = dict(zip(map(str, ds), per_d, strict=True))
     results["period_vs_lambda_over_D"] = dict(zip(map(str, lams), per_l, strict=True))
-    print("period vs D (lambda=0):", ", ".join(f"D={d}: {v:.1f}" for d, v in zip(ds, per_d)))
-    print("period vs lambda/D (D=0.09):",
-          ", ".join(f"{r:+.0f}D: {v:.1f}" for r, v in zip(lams, per_l)))  # fmt: skip
+    print(
+        "period vs D (lambda=0):",
+        ", ".join(f"D={d}: {v:.1f}" for d, v in zip(ds, per_d, strict=True)),
+    )
+    print(
+        "period vs lambda/D (D=0.09):",
+        ", ".join(f"{r:+.0f}D: {v:.1f}" for r, v in zip(lams, per_l, strict=True)),
+    )
 
     # 3. chirality at lambda = +3D, 0, -3D
     chi = {}
@@ -123,16 +133,24 @@ def main() -> None:
     axes[0].set(xlabel="K / Kshape", ylabel="out-of-plane fraction", title="in-plane vs out")
     axes[0].legend()
     axes[1].plot(ds, per_d, "o-")
-    axes[1].set(xlabel="D (λ=0, K=1.1 Kshape)", ylabel="domain period (sites)",
-                title="period shrinks with D")  # fmt: skip
+    axes[1].set(
+        xlabel="D (λ=0, K=1.1 Kshape)",
+        ylabel="domain period (sites)",
+        title="period shrinks with D",
+    )
     axes[2].plot(lams, per_l, "o-")
-    axes[2].set(xlabel="|λ| / D (D=0.09)", ylabel="domain period (sites)",
-                title="period shrinks with |λ|")  # fmt: skip
+    axes[2].set(
+        xlabel="|λ| / D (D=0.09)", ylabel="domain period (sites)", title="period shrinks with |λ|"
+    )
     fig.tight_layout()
     fig.savefig(args.out / "physics_checks.png")
     plt.close(fig)
-    save_contact_sheet([t for t, _ in examples], [s for _, s in examples],
-                       args.out / "chirality_examples.png", cols=3)  # fmt: skip
+    save_contact_sheet(
+        [t for t, _ in examples],
+        [s for _, s in examples],
+        args.out / "chirality_examples.png",
+        cols=3,
+    )
     (args.out / "physics_checks.json").write_text(json.dumps(results, indent=1))
     ok = (
         table["computed"][0] == 0.0

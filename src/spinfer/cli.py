@@ -105,9 +105,15 @@ def simulate(
     seconds = time.perf_counter() - start
     terms = energy_terms(result.spins, ham, images)
     meta = {
-        "lam": lam, "K": k, "D": d, "seed": seed, "shape": list(shape), "images": images,
-        "schedule": dataclasses.asdict(schedule), "energy": terms.as_dict(),
-    }  # fmt: skip
+        "lam": lam,
+        "K": k,
+        "D": d,
+        "seed": seed,
+        "shape": list(shape),
+        "images": images,
+        "schedule": dataclasses.asdict(schedule),
+        "energy": terms.as_dict(),
+    }
     if out.suffix == ".png":
         save_texture_png(result.spins, out, f"λ={lam:g} K={k:g} D={d:g} seed={seed}")
     else:

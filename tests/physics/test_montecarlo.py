@@ -37,8 +37,7 @@ def test_near_field_bookkeeping_is_exact_when_stencil_covers_lattice():
     far = kernel.field(spins)
     near_field = np.zeros_like(spins)
     for beta in (0.5, 2.0, 10.0):
-        acc = metropolis_sweep(spins, far, near_field, near, 1.0, 0.3, 0.6, 0.12, beta, 0.8,
-                               state)  # fmt: skip
+        acc = metropolis_sweep(spins, far, near_field, near, 1.0, 0.3, 0.6, 0.12, beta, 0.8, state)
         assert acc > 0
         np.testing.assert_allclose(far + near_field, kernel.field(spins), atol=1e-12)
 
@@ -48,8 +47,9 @@ def test_relaxation_energy_change_equals_energy_difference():
     before = energy_terms(spins, HAM).total
     far = kernel.field(spins)
     near_field = np.zeros_like(spins)
-    gain = relaxation_sweep(spins, far, near_field, near, 1.0, HAM.dmi, HAM.anisotropy,
-                            HAM.dipolar)  # fmt: skip
+    gain = relaxation_sweep(
+        spins, far, near_field, near, 1.0, HAM.dmi, HAM.anisotropy, HAM.dipolar
+    )
     after = energy_terms(spins, HAM).total
     assert gain < 0
     assert after - before == pytest.approx(gain, rel=1e-9, abs=1e-9)
@@ -115,10 +115,10 @@ def test_out_of_plane_above_kshape_in_plane_below():
     d = 0.1
     kshape = dipolar_kernel(32, 32).kshape() * d
     sched = Schedule(sweeps=300, relax_sweeps=50)
-    above = [anneal(Hamiltonian(0.0, 1.15 * kshape, d), (32, 32), sched, s).spins
-             for s in range(2)]  # fmt: skip
-    below = [anneal(Hamiltonian(0.0, 0.6 * kshape, d), (32, 32), sched, s).spins
-             for s in range(2)]  # fmt: skip
+    above = [
+        anneal(Hamiltonian(0.0, 1.15 * kshape, d), (32, 32), sched, s).spins for s in range(2)
+    ]
+    below = [anneal(Hamiltonian(0.0, 0.6 * kshape, d), (32, 32), sched, s).spins for s in range(2)]
     assert all(mean_abs_sz(s) > 0.5 for s in above)
     assert all(mean_abs_sz(s) < 0.5 for s in below)
 
@@ -131,8 +131,9 @@ def test_dmi_selects_neel_walls_of_reference_chirality():
     chi = {}
     for ratio in (3.0, 0.0, -3.0):
         ham = Hamiltonian(ratio * d, 1.1 * kshape, d)
-        chi[ratio] = np.mean([neel_chirality(anneal(ham, (32, 32), sched, s).spins)
-                              for s in range(2)])  # fmt: skip
+        chi[ratio] = np.mean(
+            [neel_chirality(anneal(ham, (32, 32), sched, s).spins) for s in range(2)]
+        )
     assert chi[3.0] > 0.5
     assert chi[-3.0] < -0.5
     assert abs(chi[0.0]) < 0.3
