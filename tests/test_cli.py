@@ -98,42 +98,12 @@ def test_energy_bad_inputs(tmp_path, ref_files):
 
 def test_simulate_then_show_then_energy(tmp_path):
     out = tmp_path / "t.npz"
-    proc = run(
-        "simulate",
-        "--lam",
-        "0.2",
-        "--K",
-        "0.8",
-        "--D",
-        "0.1",
-        "--seed",
-        "3",
-        "--size",
-        "16",
-        "--sweeps",
-        "60",
-        "--out",
-        str(out),
-    )
-    assert proc.returncode == 0, proc.stderr
     again = tmp_path / "again.npz"
-    run(
-        "simulate",
-        "--lam",
-        "0.2",
-        "--K",
-        "0.8",
-        "--D",
-        "0.1",
-        "--seed",
-        "3",
-        "--size",
-        "16",
-        "--sweeps",
-        "60",
-        "--out",
-        str(again),
-    )
+    args = ["simulate", "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--seed", "3"]
+    args += ["--size", "16", "--sweeps", "60", "--out"]
+    proc = run(*args, str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert run(*args, str(again)).returncode == 0
     a, b = np.load(out)["spins"], np.load(again)["spins"]
     assert a.shape == (16, 16, 3) and a.tobytes() == b.tobytes()
     meta = json.loads(str(np.load(out)["meta"]))

@@ -99,6 +99,31 @@ def _delta_energy(sx, sy, sz, nx, ny, nz, hx, hy, hz, g_self, anisotropy, dipola
 
 
 @numba.njit(cache=True, inline="always")
+def _metropolis_move(
+    sx, sy, sz, hx, hy, hz, g_self, anisotropy, dipolar, beta, cone, s0, s1, s2, s3
+):
+    """Propose S' = normalize(S + cone * v) and apply the Metropolis rule.
+
+    Returns the RNG state, whether the move is accepted, and S'. ``beta = inf`` accepts only
+    moves that lower the energy (and draws no acceptance number).
+    """
+    s0, s1, s2, s3, vx, vy, vz = _unit_vector(s0, s1, s2, s3)
+    nx, ny, nz = sx + cone * vx, sy + cone * vy, sz + cone * vz
+    norm = math.sqrt(nx * nx + ny * ny + nz * nz)
+    if norm == 0.0:
+        return s0, s1, s2, s3, False, sx, sy, sz
+    nx, ny, nz = nx / norm, ny / norm, nz / norm
+    de = _delta_energy(sx, sy, sz, nx, ny, nz, hx, hy, hz, g_self, anisotropy, dipolar)
+    if de > 0.0:
+        if math.isinf(beta):
+            return s0, s1, s2, s3, False, nx, ny, nz
+        s0, s1, s2, s3, u = _xoshiro(s0, s1, s2, s3)
+        if u >= math.exp(-beta * de):
+            return s0, s1, s2, s3, False, nx, ny, nz
+    return s0, s1, s2, s3, True, nx, ny, nz
+
+
+@numba.njit(cache=True, inline="always")
 def _spread(near, field, i, j, dx, dy, dz, lx, ly):
     """Add G(r) dS to the near field of every site within the stencil around (i, j)."""
     r = near.shape[0] // 2
@@ -139,7 +164,6 @@ def metropolis_sweep(
     r = near.shape[0] // 2
     g_self = near[r, r]
     accepted = 0
-    zero_t = math.isinf(beta)
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
     for i in range(lx):
         ip = i + 1 if i + 1 < lx else 0
@@ -152,19 +176,11 @@ def metropolis_sweep(
             hy += dipolar * (far[i, j, 1] + near_field[i, j, 1])
             hz += dipolar * (far[i, j, 2] + near_field[i, j, 2])
             sx, sy, sz = spins[i, j, 0], spins[i, j, 1], spins[i, j, 2]
-            s0, s1, s2, s3, vx, vy, vz = _unit_vector(s0, s1, s2, s3)
-            nx, ny, nz = sx + cone * vx, sy + cone * vy, sz + cone * vz
-            norm = math.sqrt(nx * nx + ny * ny + nz * nz)
-            if norm == 0.0:
+            s0, s1, s2, s3, ok, nx, ny, nz = _metropolis_move(
+                sx, sy, sz, hx, hy, hz, g_self, anisotropy, dipolar, beta, cone, s0, s1, s2, s3
+            )
+            if not ok:
                 continue
-            nx, ny, nz = nx / norm, ny / norm, nz / norm
-            de = _delta_energy(sx, sy, sz, nx, ny, nz, hx, hy, hz, g_self, anisotropy, dipolar)
-            if de > 0.0:
-                if zero_t:
-                    continue
-                s0, s1, s2, s3, u = _xoshiro(s0, s1, s2, s3)
-                if u >= math.exp(-beta * de):
-                    continue
             spins[i, j, 0], spins[i, j, 1], spins[i, j, 2] = nx, ny, nz
             if dipolar != 0.0:
                 _spread(near, near_field, i, j, nx - sx, ny - sy, nz - sz, lx, ly)
@@ -242,7 +258,6 @@ def exact_metropolis_sweep(
     lx, ly = spins.shape[0], spins.shape[1]
     g_self = kernel[:, 0, 0].copy()
     accepted = 0
-    zero_t = math.isinf(beta)
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
     for i in range(lx):
         ip = i + 1 if i + 1 < lx else 0
@@ -255,19 +270,11 @@ def exact_metropolis_sweep(
             hy += dipolar * dip_field[i, j, 1]
             hz += dipolar * dip_field[i, j, 2]
             sx, sy, sz = spins[i, j, 0], spins[i, j, 1], spins[i, j, 2]
-            s0, s1, s2, s3, vx, vy, vz = _unit_vector(s0, s1, s2, s3)
-            nx, ny, nz = sx + cone * vx, sy + cone * vy, sz + cone * vz
-            norm = math.sqrt(nx * nx + ny * ny + nz * nz)
-            if norm == 0.0:
+            s0, s1, s2, s3, ok, nx, ny, nz = _metropolis_move(
+                sx, sy, sz, hx, hy, hz, g_self, anisotropy, dipolar, beta, cone, s0, s1, s2, s3
+            )
+            if not ok:
                 continue
-            nx, ny, nz = nx / norm, ny / norm, nz / norm
-            de = _delta_energy(sx, sy, sz, nx, ny, nz, hx, hy, hz, g_self, anisotropy, dipolar)
-            if de > 0.0:
-                if zero_t:
-                    continue
-                s0, s1, s2, s3, u = _xoshiro(s0, s1, s2, s3)
-                if u >= math.exp(-beta * de):
-                    continue
             spins[i, j, 0], spins[i, j, 1], spins[i, j, 2] = nx, ny, nz
             dx, dy, dz = nx - sx, ny - sy, nz - sz
             for a in range(lx):
