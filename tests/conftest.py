@@ -24,3 +24,30 @@ def reference_cases() -> list[dict]:
 @pytest.fixture(scope="session")
 def repo_params() -> Path:
     return ROOT / "params.yaml"
+
+
+def tiny_params(*overrides: str):
+    """The repository's params.yaml on the tiny profile, plus ``section.key=value`` overrides."""
+    from spinfer.config import load_params
+
+    return load_params(ROOT / "params.yaml", ["profile=tiny", *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """A tiny texture store, split file and noisy store, made once by the real pipeline."""
+    from spinfer.data.generate import generate
+    from spinfer.data.noise import make_noisy
+    from spinfer.data.split import make_splits
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    params = tiny_params()
+    paths = {
+        "textures": root / "textures.zarr",
+        "splits": root / "splits.json",
+        "noisy": root / "noisy.zarr",
+    }
+    generate(params, paths["textures"], workers=2, progress=False)
+    make_splits(paths["textures"], params.dataset.split, params.base.seed, paths["splits"])
+    make_noisy(params, paths["textures"], paths["splits"], paths["noisy"], progress=False)
+    return paths

@@ -150,3 +150,43 @@ def test_kshape_command():
     proc = run("kshape", "--size", "16")
     assert proc.returncode == 0
     assert float(proc.stdout) == pytest.approx(6.7752, abs=1e-3)
+
+
+def test_verify_ok_then_one_line_error_for_a_flipped_byte(tmp_path, tiny_data):
+    import shutil
+
+    store = tmp_path / "textures.zarr"
+    shutil.copytree(tiny_data["textures"], store)
+    ok = run("verify", str(store))
+    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
+    victim = next(p for p in (store / "spins" / "c").rglob("*") if p.is_file())
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 3] ^= 0x20
+    victim.write_bytes(bytes(data))
+    bad = run("verify", str(store))
+    assert bad.returncode == 1
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "checksum mismatch" in last
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["verify", "/no/such/store.zarr"], "no Zarr store"),
+        (["generate", "--set", "dataset.sets=0"], "dataset.sets"),
+        (["generate", "--set", "ranges.dipolar=[0.2, 0.1]"], "inverted range"),
+        (["generate", "--set", "profile=nope"], "unknown profile"),
+        (["generate", "--scheduler", "nonsense"], "--scheduler"),
+        (["split", "--textures", "/no/such.zarr"], "no Zarr store"),
+        (["noise", "--textures", "/no/such.zarr"], "no Zarr store"),
+        (["report", "--textures", "/no/such.zarr"], "no Zarr store"),
+    ],
+)
+def test_dataset_commands_fail_with_one_line(args, needle, tmp_path):
+    result = (
+        run(*args, "--params", str(ROOT / "params.yaml")) if args[0] != "verify" else run(*args)
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error:") and needle in result.stderr

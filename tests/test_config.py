@@ -21,6 +21,24 @@ def test_repo_params_load_every_profile(repo_params):
     assert paper.physics.size == 100
 
 
+def test_profiles_size_the_dataset(repo_params):
+    raw = yaml.safe_load(repo_params.read_text())
+    paper = params_from_dict({**raw, "profile": "paper"})
+    assert paper.dataset.sets * paper.dataset.per_set == 80_000
+    assert paper.dataset.split == (14, 4, 2)
+    default = params_from_dict(raw)
+    assert default.physics.size == 100 and default.dataset.split == (14, 4, 2)
+    assert params_from_dict({**raw, "profile": "tiny"}).dataset.sets < default.dataset.sets
+    assert default.noise.test_levels == pytest.approx([0.1 * i for i in range(11)])
+
+
+def test_profile_is_selectable_by_override(repo_params):
+    p = load_params(repo_params, ["profile=tiny", "dataset.sets=2"])
+    assert p.profile == "tiny" and p.physics.size == 16 and p.dataset.sets == 2
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load_params(repo_params, ["profile=nope"])
+
+
 def test_override_is_applied_last(repo_params):
     p = load_params(repo_params, ["schedule.sweeps=7", "physics.kshape_factor=2.0"])
     assert p.schedule.sweeps == 7 and p.physics.kshape_factor == 2.0
@@ -37,6 +55,16 @@ def test_override_is_applied_last(repo_params):
         ({"nonsense": 1}, "nonsense"),
         ({"physics": {"size": 2}}, "physics.size"),
         ({"preview": {"textures": 0}}, "preview.textures"),
+        ({"dataset": {"sets": 0}}, "dataset.sets"),
+        ({"dataset": {"split": [14, 4, 1]}}, "dataset.split"),
+        ({"dataset": {"split": [14, 4]}}, "dataset.split"),
+        ({"dataset": {"dtype": "int8"}}, "dataset.dtype"),
+        ({"dataset": {"workers": 0}}, "dataset.workers"),
+        ({"dataset": {"scheduler": "localhost"}}, "dataset.scheduler"),
+        ({"noise": {"amplitude": [0.5, 0.2]}}, "noise.amplitude"),
+        ({"noise": {"test_levels": []}}, "noise.test_levels"),
+        ({"noise": {"test_levels": [0.1, 0.1]}}, "noise.test_levels"),
+        ({"ranges": {"anisotropy_step": 0}}, "ranges.anisotropy_step"),
     ],
 )
 def test_invalid_params_name_the_key(raw, needle):

@@ -39,12 +39,30 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
         assert _sh(cmd, work).returncode == 0
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
-    out = work / "artifacts" / "preview"
-    summary = json.loads((out / "textures.json").read_text())
-    assert len(summary["textures"]) == 2
-    assert (out / "contact_sheet.png").stat().st_size > 1000
+    for stage in ("generate", "split", "noise", "report"):
+        assert f"Running stage '{stage}'" in first.stdout, first.stdout
+    art = work / "artifacts"
+    assert (art / "textures.zarr" / "manifest.sha256").is_file()
+    assert (art / "noisy.zarr" / "manifest.sha256").is_file()
+    assert json.loads((art / "splits.json").read_text())["counts"]["train"] == 18
+    for png in ("contact_sheet.png", "parameters.png", "out_of_plane.png"):
+        assert (art / "report" / png).stat().st_size > 1000
+    assert not (art / ".partial").exists()
+    metrics = _sh(["dvc", "metrics", "show", "--json"], work)
+    assert metrics.returncode == 0 and '"textures": 30' in metrics.stdout, metrics.stdout
+
     second = _sh(["dvc", "repro"], work)
     assert second.returncode == 0
-    assert "didn't change" in second.stdout or "up to date" in second.stdout, second.stdout
+    assert "Running stage" not in second.stdout, second.stdout
     status = _sh(["dvc", "status"], work)
     assert "up to date" in status.stdout, status.stdout
+
+    # a change to the noise levels reruns the noise stage only
+    raw["noise"]["test_levels"] = [0.0, 0.5, 1.0]
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    third = _sh(["dvc", "repro"], work)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert (
+        "Running stage 'noise'" in third.stdout and "Running stage 'generate'" not in third.stdout
+    )
+    assert "Running stage 'split'" not in third.stdout

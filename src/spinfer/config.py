@@ -8,13 +8,16 @@ Layout of ``params.yaml``::
     schedule: {...}
     ranges: {...}
     preview: {...}
+    dataset: {...}            # generation size, split, storage, Dask
+    noise: {...}
     profiles:                 # named overlays; only the keys they change
       tiny: {physics: {size: 16}, ...}
       paper: {...}
 
 Selecting a profile is one line (``profile: paper``, or ``dvc exp run -S profile=paper``);
 any value can be overridden in its section, in the profile, or with ``--set
-section.key=value`` on the command line (applied last). Unknown keys and wrong types are
+section.key=value`` on the command line (applied last; ``--set profile=NAME`` picks a
+profile). Unknown keys and wrong types are
 rejected by name.
 """
 
@@ -79,6 +82,40 @@ class PreviewParams:
 
 
 @dataclass(frozen=True)
+class DatasetParams:
+    """The texture dataset: how many sets, how they split, how they are stored and computed.
+
+    ``sets`` parameter sets are drawn from the grid without replacement (seeded) and
+    ``per_set`` textures annealed for each, split ``split`` = (train, val, test) textures per
+    set. ``shard_textures`` textures form one Zarr shard file and one Dask task. ``workers``
+    sizes the LocalCluster; ``scheduler`` (``tcp://host:port``) uses an existing cluster
+    instead, whose workers must see ``out`` on a shared filesystem.
+    """
+
+    sets: int = 40
+    per_set: int = 20
+    split: tuple[int, int, int] = (14, 4, 2)
+    shard_textures: int = 100
+    dtype: str = "float32"
+    workers: int = 2
+    scheduler: str | None = None
+    out: str = "artifacts/textures.zarr"
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    """S* = normalize(S + a R), R random unit vectors (Kwon et al.).
+
+    Train and val get one noisy copy each with a ~ U[amplitude]; the test split one copy per
+    level in ``test_levels`` (Ts).
+    """
+
+    amplitude: tuple[float, float] = (0.0, 1.0)
+    test_levels: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+    out: str = "artifacts/noisy.zarr"
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str = "default"
     base: BaseParams = field(default_factory=BaseParams)
@@ -86,6 +123,8 @@ class Params:
     schedule: Schedule = field(default_factory=Schedule)
     ranges: RangeParams = field(default_factory=RangeParams)
     preview: PreviewParams = field(default_factory=PreviewParams)
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    noise: NoiseParams = field(default_factory=NoiseParams)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params) if f.name != "profile")
@@ -107,6 +146,11 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list, got {value!r}")
+        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -180,7 +224,11 @@ def params_from_dict(raw: Mapping[str, Any], overrides: Iterable[str] = ()) -> P
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})")
+    overrides = list(overrides)
     profile = raw.get("profile", "default")
+    for text in [o for o in overrides if o.strip().startswith("profile=")]:
+        profile = yaml.safe_load(text.split("=", 1)[1])
+        overrides.remove(text)
     profiles = raw.get("profiles") or {}
     if not isinstance(profile, str):
         raise ConfigError(f"profile: expected a name, got {profile!r}")
@@ -228,6 +276,40 @@ def _check(p: Params) -> None:
         raise ConfigError("ranges.dipolar must be >= 0")
     if p.preview.textures < 1 or p.preview.cols < 1:
         raise ConfigError("preview.textures and preview.cols must be >= 1")
+    _check_dataset(p.dataset)
+    _check_noise(p.noise)
+
+
+STORAGE_DTYPES = ("float16", "float32", "float64")
+
+
+def _check_dataset(d: DatasetParams) -> None:
+    if d.sets < 1:
+        raise ConfigError(f"dataset.sets must be >= 1, got {d.sets}")
+    if d.per_set < 1:
+        raise ConfigError(f"dataset.per_set must be >= 1, got {d.per_set}")
+    if any(n < 0 for n in d.split) or sum(d.split) != d.per_set:
+        raise ConfigError(
+            f"dataset.split {list(d.split)} must be >= 0 and sum to dataset.per_set={d.per_set}"
+        )
+    if d.shard_textures < 1:
+        raise ConfigError(f"dataset.shard_textures must be >= 1, got {d.shard_textures}")
+    if d.dtype not in STORAGE_DTYPES:
+        raise ConfigError(f"dataset.dtype must be one of {', '.join(STORAGE_DTYPES)}")
+    if d.workers < 1:
+        raise ConfigError(f"dataset.workers must be >= 1, got {d.workers}")
+    if d.scheduler is not None and "://" not in d.scheduler:
+        raise ConfigError(f"dataset.scheduler must look like tcp://host:port, got {d.scheduler!r}")
+
+
+def _check_noise(n: NoiseParams) -> None:
+    lo, hi = n.amplitude
+    if not 0 <= lo <= hi:
+        raise ConfigError(f"noise.amplitude must satisfy 0 <= lo <= hi, got [{lo}, {hi}]")
+    if any(t < 0 for t in n.test_levels):
+        raise ConfigError("noise.test_levels must be >= 0")
+    if len(set(n.test_levels)) != len(n.test_levels):
+        raise ConfigError("noise.test_levels must be distinct")
 
 
 def load_params(path: Path | str = "params.yaml", overrides: Iterable[str] = ()) -> Params:

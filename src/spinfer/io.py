@@ -1,9 +1,10 @@
-"""Reading and writing single spin textures (.npy / .npz), atomically."""
+"""Reading and writing single spin textures (.npy / .npz), and atomic file helpers."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,3 +49,28 @@ def save_spins(path: Path | str, spins: np.ndarray, meta: dict[str, Any] | None 
         np.savez_compressed(fh, spins=spins, meta=np.array(json.dumps(meta or {})))
     os.replace(tmp, path)
     return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write a text file so that readers see either the old or the new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished directory into place; an old one is removed only afterwards."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        dst.rename(old)
+    src.rename(dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

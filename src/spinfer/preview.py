@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from spinfer.config import Params
 from spinfer.data.grid import draw_sets, parameter_grid, resolve_kshape_factor
+from spinfer.io import replace_dir
 from spinfer.physics.anneal import anneal
 from spinfer.physics.energy import Hamiltonian
 from spinfer.render import save_contact_sheet, save_texture_png
@@ -79,18 +80,5 @@ def render_preview(params: Params, out_dir: Path | str) -> list[PreviewTexture]:
         "textures": [r.__dict__ for r in results],
     }
     (tmp / "textures.json").write_text(json.dumps(summary, indent=1))
-    _replace_dir(tmp, out_dir)
+    replace_dir(tmp, out_dir)
     return results
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished directory into place; the old one is removed only afterwards."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        dst.rename(old)
-    src.rename(dst)
-    if old is not None:
-        import shutil
-
-        shutil.rmtree(old, ignore_errors=True)

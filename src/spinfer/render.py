@@ -75,7 +75,7 @@ def save_texture_png(spins: np.ndarray, path: Path | str, title: str | None = No
     ax = fig.add_axes([0.03, 0.05, 0.8, 0.85])
     _draw(ax, spins, title)
     _legend(fig)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def save_contact_sheet(
@@ -93,10 +93,10 @@ def save_contact_sheet(
         ax.set_axis_off()
     fig.subplots_adjust(left=0.02, right=0.84, top=0.93, bottom=0.02, wspace=0.08, hspace=0.3)
     _legend(fig)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)

@@ -37,12 +37,22 @@ def parameter_grid(ranges: RangeParams, kshape_factor: float) -> np.ndarray:
     return rows
 
 
-def draw_sets(grid: np.ndarray, n_sets: int, seed: int) -> np.ndarray:
-    """``n_sets`` distinct grid rows drawn without replacement, seeded, in grid order."""
+def draw_set_indices(n_grid: int, n_sets: int, seed: int) -> np.ndarray:
+    """Indices of ``n_sets`` distinct grid points drawn without replacement, seeded, sorted."""
     if n_sets < 1:
         raise ConfigError(f"number of parameter sets must be >= 1, got {n_sets}")
-    if n_sets > len(grid):
-        raise ConfigError(f"asked for {n_sets} parameter sets but the grid has {len(grid)}")
+    if n_sets > n_grid:
+        raise ConfigError(f"asked for {n_sets} parameter sets but the grid has {n_grid}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E7]))
-    idx = np.sort(rng.choice(len(grid), size=n_sets, replace=False))
-    return grid[idx]
+    return np.sort(rng.choice(n_grid, size=n_sets, replace=False))
+
+
+def draw_sets(grid: np.ndarray, n_sets: int, seed: int) -> np.ndarray:
+    """``n_sets`` distinct grid rows drawn without replacement, seeded, in grid order."""
+    return grid[draw_set_indices(len(grid), n_sets, seed)]
+
+
+def target_bounds(ranges: RangeParams, kshape_factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of (lambda, K, D) over the whole grid: the normalization of the targets."""
+    grid = parameter_grid(ranges, kshape_factor)
+    return grid.min(axis=0), grid.max(axis=0)

@@ -1,0 +1,195 @@
+"""PyTorch access to the stores: lazy, shard by shard, for any split and noise variant.
+
+``open_dataset(split, noise)`` gives a map-style Dataset of (x, y) with x the (3, L, L)
+float32 image (Sx, Sy, Sz) and y the targets (lambda, K, D) normalized to [0, 1] by the
+ranges recorded in the store. Nothing is read until an item is asked for; a whole shard
+is then decoded at once and kept (per process), so a ``ShardSampler`` that walks the data
+shard by shard reads every file once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch.utils.data import Dataset, Sampler
+
+from spinfer.data.noise import level_group
+from spinfer.data.split import SPLITS, load_splits
+from spinfer.data.store import open_store, store_meta
+from spinfer.data.targets import TargetScaler
+from spinfer.errors import InputError
+
+NOISE_VARIANTS = ("clean", "noisy")
+
+
+class TextureDataset(Dataset):
+    """Rows ``index`` of the (N, L, L, 3) array ``array`` in the store at ``store``."""
+
+    def __init__(
+        self,
+        store: Path | str,
+        array: str,
+        index: np.ndarray,
+        params: np.ndarray,
+        scaler: TargetScaler,
+        name: str = "",
+        cached_shards: int = 2,
+    ) -> None:
+        self.store = str(store)
+        self.array_path = array
+        self.index = np.asarray(index, dtype=np.int64)
+        self.params = np.asarray(params, dtype=np.float64).reshape(-1, 3)
+        self.scaler = scaler
+        self.name = name
+        self._targets = torch.from_numpy(scaler.normalize(self.params).astype(np.float32))
+        self._cached = cached_shards
+        self._array: zarr.Array | None = None
+        self._shards: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.shard_size = int(self._open().shards[0])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_array"] = None  # reopened in each DataLoader worker
+        state["_shards"] = OrderedDict()
+        return state
+
+    def _open(self) -> zarr.Array:
+        if self._array is None:
+            self._array = zarr.open_array(Path(self.store) / self.array_path, mode="r")
+        return self._array
+
+    def shard_of(self, i: int | np.ndarray) -> int | np.ndarray:
+        """The storage shard that item ``i`` lives in."""
+        return self.index[i] // self.shard_size
+
+    def _shard(self, k: int) -> np.ndarray:
+        block = self._shards.get(k)
+        if block is None:
+            start = k * self.shard_size
+            block = self._open()[start : start + self.shard_size]
+            self._shards[k] = block
+            while len(self._shards) > self._cached:
+                self._shards.popitem(last=False)
+        else:
+            self._shards.move_to_end(k)
+        return block
+
+    def spins(self, i: int) -> np.ndarray:
+        """Item ``i`` as stored: (L, L, 3) in the store's dtype."""
+        row = int(self.index[i])
+        return self._shard(row // self.shard_size)[row % self.shard_size]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(self.spins(i).transpose(2, 0, 1)))
+        return x.float(), self._targets[i]
+
+    def __getitems__(self, items: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self[i] for i in items]
+
+
+class ShardSampler(Sampler[int]):
+    """Shuffle shard order and items within each shard, seeded per epoch.
+
+    With ``world > 1`` (DDP) every rank gets a disjoint, equally long share of the shards'
+    items (padded by repetition like ``DistributedSampler``).
+    """
+
+    def __init__(
+        self,
+        dataset: TextureDataset,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.shards = np.asarray(dataset.shard_of(np.arange(len(dataset))))
+        self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world
+        self.epoch = 0
+        self.per_rank = -(-len(dataset) // world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        items = np.arange(len(self.shards))
+        if not self.shuffle:
+            return items
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+        keys = np.unique(self.shards)
+        rank_of = dict(zip(keys.tolist(), rng.permutation(len(keys)).tolist(), strict=True))
+        primary = np.array([rank_of[s] for s in self.shards.tolist()])
+        return items[np.lexsort((rng.random(len(items)), primary))]
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order()
+        total = self.per_rank * self.world
+        if total > len(order):
+            order = np.concatenate([order, order[: total - len(order)]])
+        # contiguous blocks per rank keep each rank on few shards
+        return iter(order[self.rank * self.per_rank : (self.rank + 1) * self.per_rank].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+def open_dataset(
+    split: str,
+    noise: str | float = "clean",
+    textures: Path | str = "artifacts/textures.zarr",
+    noisy: Path | str = "artifacts/noisy.zarr",
+    splits: Path | str = "artifacts/splits.json",
+) -> TextureDataset:
+    """One split in one noise variant.
+
+    ``noise``: ``"clean"`` (the annealed textures), ``"noisy"`` (train/val: a ~ U[0, 1] per
+    texture) or a test level Ts (a float, e.g. 0.3; test split only).
+    """
+    if split not in SPLITS:
+        raise InputError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+    if noise == "clean":
+        group = open_store(textures)
+        index = np.asarray(load_splits(splits)[split], dtype=np.int64)
+        if len(index) == 0:
+            raise InputError(f"the '{split}' split of {splits} is empty")
+        params = group["params"][:][index]
+        scaler = TargetScaler.from_meta(store_meta(group))
+        return TextureDataset(textures, "spins", index, params, scaler, f"{split}/clean")
+    group = open_store(noisy)
+    if noise == "noisy":
+        if split == "test":
+            raise InputError("the test split has fixed levels: pass noise=Ts (0.0 .. 1.0)")
+        name = split
+    else:
+        if split != "test":
+            raise InputError(f"noise levels Ts exist for the test split only, not '{split}'")
+        try:
+            level = float(noise)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"noise must be one of {', '.join(NOISE_VARIANTS)} or a level Ts, got {noise!r}"
+            ) from None
+        name = f"test/{level_group(level)}"
+    if name not in group:
+        raise InputError(f"{noisy} has no variant '{name}'")
+    sub = group[name]
+    index = sub["index"][:]
+    if len(index) == 0:
+        raise InputError(f"variant '{name}' of {noisy} is empty")
+    scaler = TargetScaler.from_meta(store_meta(group))
+    return TextureDataset(
+        noisy, f"{name}/spins", np.arange(len(index)), sub["params"][:], scaler, name
+    )
+
+
+def noise_levels(noisy: Path | str = "artifacts/noisy.zarr") -> list[float]:
+    """The test noise levels Ts present in a noisy store, ascending."""
+    meta = store_meta(open_store(noisy))
+    return sorted(float(t) for t in meta["noise"]["test_levels"])

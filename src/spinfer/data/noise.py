@@ -1,0 +1,156 @@
+"""Noisy variants, S* = normalize(S + a R) with R uniform random unit vectors (Kwon et al.).
+
+Train and val get one noisy copy each, a ~ U[amplitude] drawn per texture; the test split
+gets one copy per level Ts. Every copy is seeded by (base seed, variant, texture index), so
+the noisy store is bit-identical on every rerun.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm import tqdm
+
+from spinfer.config import Params
+from spinfer.data.generate import read_textures
+from spinfer.data.split import SPLITS, load_splits
+from spinfer.data.store import (
+    MANIFEST,
+    sha256_file,
+    shard_bounds,
+    small_array,
+    store_meta,
+    texture_array,
+    verify_store,
+    write_manifest,
+)
+from spinfer.errors import SpinferError
+from spinfer.io import replace_dir
+
+_NOISE_KEY = 0x401CE
+
+
+def add_noise(spins: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """normalize(S + a R) for one (L, L, 3) texture; R uniform on the unit sphere."""
+    r = rng.standard_normal(spins.shape)
+    r /= np.linalg.norm(r, axis=-1, keepdims=True)
+    noisy = spins.astype(np.float64) + amplitude * r
+    norm = np.linalg.norm(noisy, axis=-1, keepdims=True)
+    return noisy / np.maximum(norm, 1e-12)
+
+
+def level_group(level: float) -> str:
+    """Group name of one test noise level: ``ts_0.30``."""
+    return f"ts_{level:.2f}"
+
+
+def _variant_code(name: str) -> int:
+    if name in ("train", "val"):
+        return SPLITS.index(name)
+    return 1000 + round(float(name.removeprefix("ts_")) * 1000)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One noisy copy: which raw textures, under which group, with which amplitudes."""
+
+    group: str  # "train", "val", "test/ts_0.3"
+    index: np.ndarray  # rows of the texture store
+    level: float | None  # fixed Ts (test) or None (a ~ U[amplitude])
+
+
+def variants(splits: dict, levels: tuple[float, ...]) -> list[Variant]:
+    idx = {name: np.asarray(splits[name], dtype=np.int64) for name in SPLITS}
+    out = [Variant("train", idx["train"], None), Variant("val", idx["val"], None)]
+    out += [Variant(f"test/{level_group(t)}", idx["test"], t) for t in levels]
+    return out
+
+
+def amplitudes(variant: Variant, seed: int, bounds: tuple[float, float]) -> np.ndarray:
+    if variant.level is not None:
+        return np.full(len(variant.index), variant.level)
+    code = _variant_code(variant.group)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _NOISE_KEY, code, 0xA]))
+    return rng.uniform(bounds[0], bounds[1], size=len(variant.index))
+
+
+def make_noisy(
+    params: Params,
+    textures: Path | str,
+    splits_path: Path | str,
+    out: Path | str,
+    progress: bool | None = None,
+) -> tuple[int, float]:
+    """Write every noisy variant into one store at ``out`` (atomically); (textures, s)."""
+    start = time.perf_counter()
+    out = Path(out)
+    raw = read_textures(textures)
+    meta = store_meta(raw)
+    splits = load_splits(splits_path)
+    if splits.get("textures_fingerprint") != meta["fingerprint"]:
+        raise SpinferError(f"{splits_path} was made for another texture store; rerun the split")
+    tmp = out.parent / ".partial" / f"{out.name}-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    group = zarr.open_group(tmp, mode="w")
+    attrs = {
+        **meta,
+        "kind": "noisy",
+        "complete": False,
+        "noise": {
+            "formula": "S* = normalize(S + a R), R uniform random unit vectors",
+            "amplitude": list(params.noise.amplitude),
+            "test_levels": list(params.noise.test_levels),
+            "seed": params.base.seed,
+        },
+        "source": {
+            "textures_fingerprint": meta["fingerprint"],
+            "textures_manifest_sha256": sha256_file(Path(textures) / MANIFEST),
+            "splits": list(splits["split"]),
+        },
+    }
+    group.attrs["spinfer"] = attrs
+    todo = variants(splits, params.noise.test_levels)
+    total = sum(len(v.index) for v in todo)
+    show = sys.stderr.isatty() if progress is None else progress
+    spins_in = raw["spins"]
+    raw_params = raw["params"][:]
+    with tqdm(total=total, desc="noise", unit="tex", disable=not show) as bar:
+        for variant in todo:
+            _write_variant(group, variant, spins_in, raw_params, meta, params, bar)
+    group.attrs["spinfer"] = {**attrs, "complete": True}
+    write_manifest(tmp)
+    report = verify_store(tmp)
+    if not report.ok:
+        raise SpinferError(f"noisy store failed verification: {report.problems[0]}")
+    replace_dir(tmp, out)
+    partial = out.parent / ".partial"
+    if partial.is_dir() and not any(partial.iterdir()):
+        partial.rmdir()
+    return total, time.perf_counter() - start
+
+
+def _write_variant(group, variant, spins_in, raw_params, meta, params, bar) -> None:
+    sub = group.require_group(variant.group)
+    n = len(variant.index)
+    shard = meta["shard_textures"]
+    arr = texture_array(sub, "spins", n, meta["size"], meta["dtype"], shard)
+    amp = amplitudes(variant, params.base.seed, params.noise.amplitude)
+    code = _variant_code(variant.group.split("/")[-1])
+    for lo, hi in shard_bounds(n, shard):
+        rows = variant.index[lo:hi]
+        clean = spins_in.oindex[rows] if len(rows) else np.empty((0,))
+        block = np.empty((hi - lo, meta["size"], meta["size"], 3))
+        for j, row in enumerate(rows):
+            seq = np.random.SeedSequence([params.base.seed, _NOISE_KEY, code, int(row)])
+            block[j] = add_noise(clean[j], amp[lo + j], np.random.default_rng(seq))
+        arr[lo:hi] = block.astype(arr.dtype)
+        bar.update(hi - lo)
+    small_array(sub, "index", variant.index)
+    small_array(sub, "params", raw_params[variant.index].reshape(n, 3))
+    small_array(sub, "amplitude", amp.astype(np.float64))

@@ -1,0 +1,105 @@
+"""The PyTorch Dataset: lazy, by shard, every split and noise variant; target scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from spinfer.data.dataset import ShardSampler, noise_levels, open_dataset
+from spinfer.data.split import load_splits
+from spinfer.data.store import open_store
+from spinfer.data.targets import TargetScaler
+from spinfer.errors import InputError
+
+
+def _open(tiny_data, split, noise="clean"):
+    return open_dataset(
+        split, noise, tiny_data["textures"], tiny_data["noisy"], tiny_data["splits"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("split", "noise", "n"),
+    [("train", "clean", 18), ("train", "noisy", 18), ("val", "noisy", 6), ("val", "clean", 6),
+     ("test", "clean", 6), ("test", 0.0, 6), ("test", 0.5, 6), ("test", 1.0, 6)],
+)  # fmt: skip
+def test_every_variant_yields_unit_images_and_normalized_targets(tiny_data, split, noise, n):
+    ds = _open(tiny_data, split, noise)
+    assert len(ds) == n
+    x, y = ds[n - 1]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32
+    torch.testing.assert_close((x**2).sum(0), torch.ones(16, 16), atol=1e-5, rtol=0)
+    assert y.shape == (3,) and y.dtype == torch.float32
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_images_are_the_stored_textures_channels_first(tiny_data):
+    ds = _open(tiny_data, "test", "clean")
+    row = load_splits(tiny_data["splits"])["test"][2]
+    stored = open_store(tiny_data["textures"])["spins"][row]
+    np.testing.assert_array_equal(ds[2][0].numpy(), stored.transpose(2, 0, 1))
+
+
+def test_targets_round_trip_through_the_scaler(tiny_data):
+    ds = _open(tiny_data, "train")
+    back = ds.scaler.denormalize(ds._targets.numpy())
+    np.testing.assert_allclose(back, ds.params, rtol=1e-6, atol=1e-7)
+    scaler = TargetScaler(lo=(-0.39, 0.0339, 0.05), hi=(0.39, 1.0569, 0.13))
+    np.testing.assert_allclose(scaler.normalize([[-0.39, 0.0339, 0.05]]), [[0, 0, 0]])
+    np.testing.assert_allclose(scaler.normalize([[0.39, 1.0569, 0.13]]), [[1, 1, 1]])
+
+
+def test_reading_is_lazy_and_by_shard(tiny_data):
+    ds = _open(tiny_data, "train")
+    assert ds._array is None or not ds._shards  # nothing decoded yet
+    ds[0]
+    assert len(ds._shards) == 1
+    same_shard = [i for i in range(len(ds)) if ds.shard_of(i) == ds.shard_of(0)]
+    for i in same_shard:
+        ds[i]
+    assert len(ds._shards) == 1
+
+
+def test_shard_sampler_covers_each_item_once_shard_by_shard(tiny_data):
+    ds = _open(tiny_data, "train")
+    sampler = ShardSampler(ds, seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(ds)))
+    shards = [int(ds.shard_of(i)) for i in order]
+    changes = sum(a != b for a, b in zip(shards, shards[1:], strict=False))
+    assert changes == len(set(shards)) - 1  # each shard visited in one run
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    assert list(ShardSampler(ds, seed=3)) == order
+
+
+def test_shard_sampler_partitions_between_ranks(tiny_data):
+    ds = _open(tiny_data, "train")
+    parts = [list(ShardSampler(ds, seed=0, rank=r, world=2)) for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == 9
+    assert set(parts[0]).isdisjoint(parts[1])
+    assert set(parts[0]) | set(parts[1]) == set(range(len(ds)))
+
+
+def test_dataloader_with_worker_processes(tiny_data):
+    ds = _open(tiny_data, "train", "noisy")
+    loader = DataLoader(ds, batch_size=5, sampler=ShardSampler(ds), num_workers=2)
+    batches = list(loader)
+    assert sum(len(b[0]) for b in batches) == 18
+    assert batches[0][0].shape == (5, 3, 16, 16) and batches[0][1].shape == (5, 3)
+
+
+def test_noise_levels_and_bad_requests(tiny_data, tmp_path):
+    assert noise_levels(tiny_data["noisy"]) == pytest.approx([0.1 * i for i in range(11)])
+    with pytest.raises(InputError, match="unknown split"):
+        _open(tiny_data, "holdout")
+    with pytest.raises(InputError, match="fixed levels"):
+        _open(tiny_data, "test", "noisy")
+    with pytest.raises(InputError, match="test split only"):
+        _open(tiny_data, "train", 0.3)
+    with pytest.raises(InputError, match="no variant"):
+        _open(tiny_data, "test", 0.35)
+    with pytest.raises(InputError, match="no Zarr store"):
+        open_dataset("train", "clean", tmp_path / "none.zarr", tmp_path, tmp_path / "s.json")

@@ -1,0 +1,188 @@
+"""Dataset generation on a real Dask LocalCluster: determinism, resume after SIGKILL, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import spinfer
+from spinfer.data.generate import generate, plan_dataset, work_dir
+from spinfer.data.store import MANIFEST, open_store, store_meta
+from spinfer.errors import SpinferError
+from spinfer.physics.anneal import anneal
+from spinfer.physics.energy import Hamiltonian
+from tests.conftest import ROOT, tiny_params
+
+# slow enough (about 0.1-0.3 s per texture) that a kill lands between shards
+KILL_SETTINGS = (
+    "physics.size=32",
+    "schedule.sweeps=800",
+    "dataset.sets=4",
+    "dataset.per_set=4",
+    "dataset.split=[2, 1, 1]",
+    "dataset.shard_textures=2",
+)
+
+
+def test_plan_is_set_major_with_distinct_seeds():
+    params = tiny_params()
+    plan = plan_dataset(params)
+    ds = params.dataset
+    assert plan.n == ds.sets * ds.per_set
+    np.testing.assert_array_equal(plan.set_id, np.repeat(np.arange(ds.sets), ds.per_set))
+    np.testing.assert_array_equal(plan.replica, np.tile(np.arange(ds.per_set), ds.sets))
+    assert len(np.unique(plan.seed)) == plan.n
+    assert len(np.unique(plan.grid_index)) == ds.sets
+    # every row of a set has the same (lambda, K, D)
+    by_set = plan.params.reshape(ds.sets, ds.per_set, 3)
+    np.testing.assert_array_equal(by_set, np.repeat(by_set[:, :1], ds.per_set, axis=1))
+    assert plan.shards[0] == (0, ds.shard_textures) and plan.shards[-1][1] == plan.n
+
+
+def test_plan_seeds_do_not_depend_on_how_many_sets_are_drawn():
+    small = plan_dataset(tiny_params("dataset.sets=3"))
+    large = plan_dataset(tiny_params("dataset.sets=6"))
+    by_key = {(g, r): s for g, r, s in zip(large.grid_index, large.replica, large.seed)}
+    for g, r, s in zip(small.grid_index, small.replica, small.seed, strict=True):
+        if (g, r) in by_key:
+            assert by_key[(g, r)] == s
+
+
+def test_store_records_how_it_was_made(tiny_data):
+    group = open_store(tiny_data["textures"])
+    meta = store_meta(group)
+    params = tiny_params()
+    assert meta["complete"] and meta["kind"] == "textures"
+    assert "lambda" in meta["convention"] and "periodic" in meta["convention"]
+    assert meta["spinfer_version"] == spinfer.__version__
+    assert meta["git_commit"]
+    assert meta["schedule"]["sweeps"] == params.schedule.sweeps
+    assert meta["ranges"]["dipolar"] == list(params.ranges.dipolar)
+    assert meta["kshape_factor"] == pytest.approx(6.775, abs=0.01)
+    assert meta["targets"]["names"] == ["lambda", "K", "D"]
+    n = params.dataset.sets * params.dataset.per_set
+    assert group["spins"].shape == (n, 16, 16, 3) and group["spins"].dtype == np.float32
+    for name in ("params", "set_id", "grid_index", "replica", "seed", "energy_per_spin"):
+        assert group[name].shape[0] == n
+    assert (Path(tiny_data["textures"]) / MANIFEST).is_file()
+
+
+def test_stored_seed_reproduces_the_stored_texture(tiny_data):
+    group = open_store(tiny_data["textures"])
+    params = tiny_params()
+    i = 7
+    lam, k, d = group["params"][i]
+    result = anneal(
+        Hamiltonian(dmi=lam, anisotropy=k, dipolar=d),
+        (16, 16),
+        params.schedule,
+        int(group["seed"][i]),
+    )
+    np.testing.assert_array_equal(group["spins"][i], result.spins.astype(np.float32))
+
+
+def test_bit_identical_for_one_and_two_workers(tmp_path, tiny_data):
+    one = generate(tiny_params(), tmp_path / "one.zarr", workers=1, progress=False)
+    assert one.computed == one.textures and one.resumed == 0
+    # tiny_data was made with 2 workers
+    a = (Path(tiny_data["textures"]) / MANIFEST).read_text()
+    b = (tmp_path / "one.zarr" / MANIFEST).read_text()
+    assert a == b
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "spinfer.cli", *args]
+
+
+def _generate_cmd(out: Path, workers: int) -> list[str]:
+    sets = [x for s in ("profile=tiny", *KILL_SETTINGS) for x in ("--set", s)]
+    return _cli(
+        "generate", "--params", str(ROOT / "params.yaml"), *sets,
+        "--out", str(out), "--workers", str(workers),
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_completes_only_what_is_missing(tmp_path):
+    params = tiny_params(*KILL_SETTINGS)
+    n_shards = len(plan_dataset(params).shards)
+    out = tmp_path / "killed" / "textures.zarr"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        _generate_cmd(out, workers=1),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    done = work_dir(out, _fingerprint(params)) / "done"
+    deadline = time.monotonic() + 240
+    while not list(done.glob("shard-*.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no shard finished in time"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI, the scheduler and the Dask workers
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in done.glob("shard-*.json")}
+    assert 0 < len(finished) < n_shards, finished
+    assert not out.exists(), "a killed run must not leave a store that looks complete"
+
+    rerun = subprocess.run(_generate_cmd(out, 1), capture_output=True, text=True, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed" in rerun.stderr
+    computed = int(rerun.stderr.split("(")[1].split(" computed")[0])
+    assert computed < params.dataset.sets * params.dataset.per_set
+    assert not done.exists()  # work area cleaned up after success
+
+    reference = generate(params, tmp_path / "ref" / "textures.zarr", workers=2, progress=False)
+    assert reference.resumed == 0
+    assert (out / MANIFEST).read_text() == (reference.path / MANIFEST).read_text()
+    np.testing.assert_array_equal(
+        zarr.open_array(out / "spins")[:], zarr.open_array(reference.path / "spins")[:]
+    )
+
+
+def _fingerprint(params):
+    from spinfer.data.generate import fingerprint
+
+    return fingerprint(params)
+
+
+def test_a_failing_task_leaves_no_complete_store(tmp_path):
+    # K = 100 Kshape is outside what the Hamiltonian accepts: every task raises on the worker
+    params = tiny_params("ranges.anisotropy_over_kshape=[100, 100]", "dataset.sets=1")
+    out = tmp_path / "textures.zarr"
+    with pytest.raises(SpinferError, match="anisotropy"):
+        generate(params, out, workers=1, progress=False)
+    assert not out.exists()
+
+
+def test_unreachable_scheduler_is_one_line_error(tmp_path):
+    run = subprocess.run(
+        _cli(
+            "generate",
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--set",
+            "profile=tiny",
+            "--out",
+            str(tmp_path / "t.zarr"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ),  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    assert "Traceback" not in run.stderr
