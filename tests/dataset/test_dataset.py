@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,7 @@ def test_shard_sampler_covers_each_item_once_shard_by_shard(tiny_data):
     order = list(sampler)
     assert sorted(order) == list(range(len(ds)))
     shards = [int(ds.shard_of(i)) for i in order]
-    changes = sum(a != b for a, b in zip(shards, shards[1:], strict=False))
+    changes = sum(a != b for a, b in itertools.pairwise(shards))
     assert changes == len(set(shards)) - 1  # each shard visited in one run
     sampler.set_epoch(1)
     assert list(sampler) != order

@@ -50,7 +50,8 @@ def test_plan_is_set_major_with_distinct_seeds():
 def test_plan_seeds_do_not_depend_on_how_many_sets_are_drawn():
     small = plan_dataset(tiny_params("dataset.sets=3"))
     large = plan_dataset(tiny_params("dataset.sets=6"))
-    by_key = {(g, r): s for g, r, s in zip(large.grid_index, large.replica, large.seed)}
+    rows = zip(large.grid_index, large.replica, large.seed, strict=True)
+    by_key = {(g, r): s for g, r, s in rows}
     for g, r, s in zip(small.grid_index, small.replica, small.seed, strict=True):
         if (g, r) in by_key:
             assert by_key[(g, r)] == s
@@ -165,19 +166,15 @@ def test_a_failing_task_leaves_no_complete_store(tmp_path):
     assert not out.exists()
 
 
+UNREACHABLE = (
+    "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
+    "--scheduler", "tcp://127.0.0.1:9",
+)  # fmt: skip
+
+
 def test_unreachable_scheduler_is_one_line_error(tmp_path):
     run = subprocess.run(
-        _cli(
-            "generate",
-            "--params",
-            str(ROOT / "params.yaml"),
-            "--set",
-            "profile=tiny",
-            "--out",
-            str(tmp_path / "t.zarr"),
-            "--scheduler",
-            "tcp://127.0.0.1:9",
-        ),  # fmt: skip
+        _cli(*UNREACHABLE, "--out", str(tmp_path / "t.zarr")),
         capture_output=True,
         text=True,
         timeout=120,

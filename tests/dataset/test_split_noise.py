@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from spinfer.data.noise import add_noise, make_noisy, level_group
+from spinfer.data.noise import add_noise, level_group, make_noisy
 from spinfer.data.split import SPLITS, assign_splits, load_splits, make_splits
 from spinfer.data.store import MANIFEST, open_store, store_meta
 from spinfer.errors import ConfigError, InputError, SpinferError

@@ -43,7 +43,7 @@ def test_shard_bounds_cover_every_texture_once():
 def test_texture_array_is_sharded_one_file_per_shard(tmp_path):
     spins = _store(tmp_path / "s.zarr", n=5, shard=2)
     arr = zarr.open_array(tmp_path / "s.zarr" / "spins", mode="r")
-    assert arr.shards == (2, 4, 4, 3) and arr.chunks == (1, 4, 4, 3)
+    assert arr.shards == (2, 4, 4, 3) and arr.chunks == (2, 4, 4, 3)
     files = [p for p in (tmp_path / "s.zarr" / "spins").rglob("*") if p.is_file()]
     assert len(files) == 1 + 3  # metadata + 3 shard files
     assert (tmp_path / "s.zarr" / "spins" / shard_file(arr, 2)).is_file()

@@ -62,7 +62,8 @@ from spinfer.physics.energy import Hamiltonian, energy_terms
 CONVENTION = (
     "H = -J sum_<ij> S_i.S_j - lambda sum_<ij> (z x r_ij).(S_i x S_j) + E_dip(D) "
     "- K sum_i (S_i^z)^2; J = 1; spins[texture, ix, iy, (Sx, Sy, Sz)], periodic in x and y; "
-    "r_ij = r_j - r_i; E_dip = D sum_<i<j> [S_i.S_j - 3 (S_i.r)(S_j.r)] / r^3 (fully "
+    "r_ij = r_j - r_i; E_dip = D sum_<i<j> [S_i.S_j - 3 (S_i.u)(S_j.u)] / r^3, u = r_ij/r "
+    "(fully "
     "periodic lattice sum unless dipolar_images is set); params = (lambda, K, D)"
 )
 

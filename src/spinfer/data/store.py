@@ -2,8 +2,8 @@
 
 A store is a directory that Zarr reads natively, plus ``manifest.sha256`` (``sha256sum``
 format) listing every other file. Texture arrays are sharded along the texture axis (one
-file per shard, one chunk per texture), and every chunk carries a CRC32C, so a corrupt
-chunk fails loudly on read; ``verify_store`` additionally re-hashes every file, which
+file per shard = per generation task), and every chunk inside a shard carries a CRC32C,
+so a corrupt chunk fails loudly on read; ``verify_store`` additionally re-hashes every file, which
 finds a flipped byte anywhere, metadata included (``dvc status`` trusts file times).
 A store counts as finished only when its root attribute ``spinfer.complete`` is true and
 the manifest exists; both are written last, and the directory is then renamed into place.
@@ -30,6 +30,7 @@ from spinfer.io import atomic_write_text
 MANIFEST = "manifest.sha256"
 FORMAT = 1
 _BLOCK = 1 << 20
+INNER_TEXTURES = 10  # textures per checksummed chunk inside a shard
 # Zarr lists the manifest as "not a component of a Zarr hierarchy"; it is ours, by design.
 warnings.filterwarnings("ignore", message=f"Object at {MANIFEST} is not recognized")
 
@@ -37,14 +38,19 @@ warnings.filterwarnings("ignore", message=f"Object at {MANIFEST} is not recogniz
 def texture_array(
     group: zarr.Group, name: str, n: int, size: int, dtype: str, shard_textures: int
 ) -> zarr.Array:
-    """An (n, L, L, 3) array: one chunk per texture, ``shard_textures`` per shard file."""
+    """An (n, L, L, 3) array, ``shard_textures`` textures per shard file.
+
+    Inner chunks hold up to ``INNER_TEXTURES`` textures, each with a CRC32C. No compression:
+    spin fields in float compress by ~10% only, and decoding speed is what the loader needs.
+    """
+    shard = min(shard_textures, max(n, 1))
     return group.create_array(
         name,
         shape=(n, size, size, 3),
-        chunks=(1, size, size, 3),
-        shards=(min(shard_textures, max(n, 1)), size, size, 3),
+        chunks=(min(INNER_TEXTURES, shard), size, size, 3),
+        shards=(shard, size, size, 3),
         dtype=dtype,
-        compressors=[ZstdCodec(level=1), Crc32cCodec()],
+        compressors=[Crc32cCodec()],
         fill_value=np.nan,
         dimension_names=("texture", "x", "y", "component"),
     )
