@@ -51,3 +51,18 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     make_splits(paths["textures"], params.dataset.split, params.base.seed, paths["splits"])
     make_noisy(params, paths["textures"], paths["splits"], paths["noisy"], progress=False)
     return paths
+
+
+def make_project(root: Path, data: dict[str, Path], profile: str = "tiny") -> Path:
+    """A project folder (params.yaml + artifacts/ linked to ``data``) to train in."""
+    import yaml
+
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    for path in data.values():
+        target = root / "artifacts" / path.name
+        if not target.exists():
+            target.symlink_to(path)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profile"] = profile
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    return root / "params.yaml"

@@ -277,10 +277,78 @@ def verify(
     )
 
 
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", help="resnet18, resnet50 or cnn")],
+    data: Annotated[str, typer.Option("--data", help="training data: noisy or clean")],
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="continue from last.pt if it matches")
+    ] = True,
+    evaluate: Annotated[
+        bool, typer.Option("--evaluate/--no-evaluate", help="evaluate and log after training")
+    ] = True,
+) -> None:
+    """Train one (model, training data) run, evaluate it on every Ts, log it to MLflow.
+
+    Runs as DDP when launched by ``torchrun --nproc_per_node=N``.
+    """
+    from spinfer.train.loop import Dist, check_run, train_run
+
+    cfg = _config(params, overrides)
+    check_run(model, data)
+    root = params.resolve().parent
+    try:
+        result = train_run(cfg, model, data, root)
+        if Dist.from_env().main:
+            done = result.state.epoch - result.resumed_from
+            typer.echo(
+                f"train: {result.name}: {done} epochs in {result.seconds:.1f} s "
+                f"(resumed at {result.resumed_from}), best val {result.state.best_val:.5f} "
+                f"at epoch {result.state.best_epoch}",
+                err=True,
+            )
+            if evaluate:
+                from spinfer.train.evaluate import evaluate_and_log, summary_line
+
+                ev = evaluate_and_log(cfg, model, data, root, result.run_id)
+                typer.echo(summary_line(result.name, ev), err=True)
+    finally:
+        import torch.distributed as tdist
+
+        if tdist.is_available() and tdist.is_initialized():
+            tdist.destroy_process_group()
+
+
+@app.command()
+def compare(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    figure: Annotated[Path, typer.Option("--figure", help="PNG to write")] = Path(
+        "artifacts/eval/capacity_grid.png"
+    ),
+    metrics: Annotated[Path, typer.Option("--metrics", help="findings JSON")] = Path(
+        "artifacts/metrics/training.json"
+    ),
+) -> None:
+    """The capacity grid side by side (paper Fig. 2) and the paper's two findings."""
+    from spinfer.train.compare import compare as run
+
+    cfg = _config(params, overrides)
+    result = run(cfg, params.resolve().parent, figure, metrics)
+    checks = {k: v for k, v in result.items() if isinstance(v, bool)}
+    typer.echo(
+        "compare: " + ", ".join(f"{k}={v}" for k, v in checks.items()) + f" -> {figure}",
+        err=True,
+    )
+
+
 def main() -> None:
     """Console entry point: run the app with one-line errors."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     debug = os.environ.get("SPINFER_TRACEBACK") == "1"
     try:
         app(standalone_mode=False)

@@ -115,6 +115,45 @@ class NoiseParams:
     out: str = "artifacts/noisy.zarr"
 
 
+MODEL_NAMES = ("resnet18", "resnet50", "cnn")
+TRAINING_DATA = ("noisy", "clean")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training of the capacity grid {resnet18, resnet50, cnn} x {noisy, clean}.
+
+    Kwon et al.: MSE on normalized targets, Adam at 1e-4, batch 200, best-validation
+    checkpoint. ``epochs`` is per model name. ``augment``: a random symmetry of the
+    Hamiltonian per training image (spinfer.data.symmetry). ``device``: auto (CUDA when
+    available), cpu or cuda; ``amp``: bfloat16 autocast on CUDA (ignored on CPU).
+    """
+
+    epochs: dict[str, int] = field(
+        default_factory=lambda: {"resnet18": 20, "resnet50": 20, "cnn": 20}
+    )
+    batch_size: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    cnn_width: int = 32
+    augment: bool = True
+    loader_workers: int = 0
+    device: str = "auto"
+    amp: bool = True
+    out: str = "artifacts/models"
+    eval_out: str = "artifacts/eval"
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    """MLflow: a relative sqlite path resolves against the directory of params.yaml."""
+
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifacts: str = "mlruns/artifacts"
+    experiment: str = "spinfer"
+    registered_model: str = "spinfer"
+
+
 @dataclass(frozen=True)
 class Params:
     profile: str = "default"
@@ -125,6 +164,8 @@ class Params:
     preview: PreviewParams = field(default_factory=PreviewParams)
     dataset: DatasetParams = field(default_factory=DatasetParams)
     noise: NoiseParams = field(default_factory=NoiseParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params) if f.name != "profile")
@@ -146,6 +187,14 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"{where}: expected a non-empty mapping, got {value!r}")
+        return {
+            _convert(k, key_hint, where): _convert(v, value_hint, f"{where}.{k}")
+            for k, v in value.items()
+        }
     if origin is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
         item = typing.get_args(hint)[0]
         if not isinstance(value, list | tuple) or not value:
@@ -278,6 +327,23 @@ def _check(p: Params) -> None:
         raise ConfigError("preview.textures and preview.cols must be >= 1")
     _check_dataset(p.dataset)
     _check_noise(p.noise)
+    _check_train(p.train)
+
+
+def _check_train(t: TrainParams) -> None:
+    unknown = sorted(set(t.epochs) - set(MODEL_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"train.epochs: unknown model '{unknown[0]}' (known: {', '.join(MODEL_NAMES)})"
+        )
+    if any(e < 1 for e in t.epochs.values()):
+        raise ConfigError("train.epochs must be >= 1 for every model")
+    if t.batch_size < 1 or t.lr <= 0 or t.weight_decay < 0 or t.cnn_width < 1:
+        raise ConfigError("train needs batch_size >= 1, lr > 0, weight_decay >= 0, cnn_width >= 1")
+    if t.loader_workers < 0:
+        raise ConfigError("train.loader_workers must be >= 0")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
 
 
 STORAGE_DTYPES = ("float16", "float32", "float64")

@@ -1,0 +1,1 @@
+"""Models, training (single process or DDP), evaluation and the MLflow model wrapper."""

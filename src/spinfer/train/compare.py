@@ -1,0 +1,121 @@
+"""The capacity grid side by side: the paper's Fig. 2 with every run, and its two findings.
+
+Reads ``train.eval_out/<model>-<data>/mae_vs_ts.json`` and ``metrics.json`` of every run
+present and writes
+
+* ``capacity_grid.png``: MAE of lambda, K and D against Ts, one line per run (solid: trained
+  on noisy data, dashed: on clean data), the mean predictor dotted;
+* a metrics JSON with, per run, the MAE at Ts = 0 and its ratio to the mean predictor,
+  the loss of accuracy from the lowest to the highest Ts, and the two checks of the paper:
+  ``resnet18_noisy_below_half_chance`` (MAE at Ts = 0 at most half the mean predictor's for
+  lambda, K and D) and ``noisy_degrades_less`` per model (noisy-trained loses less from
+  Ts = 0 to Ts = 1 than clean-trained).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
+from spinfer.data.targets import TARGET_NAMES
+from spinfer.errors import InputError
+from spinfer.io import atomic_write_text
+from spinfer.render import save_figure
+from spinfer.train.loop import run_name
+
+
+def load_runs(eval_dir: Path) -> dict[str, dict[str, Any]]:
+    """Curves and metrics of every run of the grid found under ``eval_dir``."""
+    runs = {}
+    for model in MODEL_NAMES:
+        for data in TRAINING_DATA:
+            name = run_name(model, data)
+            curve, metrics = eval_dir / name / "mae_vs_ts.json", eval_dir / name / "metrics.json"
+            if curve.is_file() and metrics.is_file():
+                runs[name] = {
+                    "model": model,
+                    "data": data,
+                    "curve": json.loads(curve.read_text()),
+                    "metrics": json.loads(metrics.read_text()),
+                }
+    return runs
+
+
+def findings(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, run in runs.items():
+        m = run["metrics"]
+        out[name] = {
+            "mae_ts0": m["mae_mean_ts0"],
+            "mae_increase": m["mae_increase_ts0_to_max"],
+            **{f"ratio_{n}": m[f"mae_over_baseline_{n}_ts0"] for n in TARGET_NAMES},
+        }
+    if "resnet18-noisy" in runs:
+        ratios = [out["resnet18-noisy"][f"ratio_{n}"] for n in TARGET_NAMES]
+        out["resnet18_noisy_below_half_chance"] = bool(max(ratios) <= 0.5)
+    for model in MODEL_NAMES:
+        noisy, clean = run_name(model, "noisy"), run_name(model, "clean")
+        if noisy in out and clean in out:
+            out[f"{model}_noisy_degrades_less"] = bool(
+                out[noisy]["mae_increase"] < out[clean]["mae_increase"]
+            )
+    return out
+
+
+def plot_grid(runs: dict[str, dict[str, Any]], path: Path) -> Path:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
+    colours = {m: f"C{i}" for i, m in enumerate(MODEL_NAMES)}
+    for j, param in enumerate(TARGET_NAMES):
+        ax = axes[j]
+        for name, run in runs.items():
+            ts = [row["ts"] for row in run["curve"]]
+            mae = [row[f"mae_{param}"] for row in run["curve"]]
+            style = "-" if run["data"] == "noisy" else "--"
+            ax.plot(ts, mae, style, marker="o", ms=3, color=colours[run["model"]], label=name)
+        chance = next(iter(runs.values()))["metrics"][f"baseline_mae_{param}"]
+        ax.axhline(chance, color="grey", ls=":", label="mean predictor")
+        ax.set_title(param)
+        ax.set_xlabel("test noise Ts")
+        ax.set_ylabel(f"MAE of {param}_N")
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Capacity grid (solid: trained on noisy data, dashed: on clean data)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def compare(params: Params, root: Path | str, figure: Path, metrics: Path) -> dict[str, Any]:
+    root = Path(root)
+    runs = load_runs(root / params.train.eval_out)
+    if not runs:
+        raise InputError(f"no evaluated runs under {root / params.train.eval_out}")
+    result = findings(runs)
+    plot_grid(runs, figure)
+    atomic_write_text(metrics, json.dumps(result, indent=2) + "\n")
+    _log(params, root, figure, result)
+    return result
+
+
+def _log(params: Params, root: Path, figure: Path, result: dict[str, Any]) -> None:
+    """One MLflow run of kind ``summary`` holding the grid figure and the findings."""
+    import mlflow
+
+    from spinfer.tracking import provenance_tags, setup_tracking
+
+    experiment = setup_tracking(params, root)
+    flat = {k: float(v) for k, v in result.items() if isinstance(v, bool | float | int)}
+    for name, values in result.items():
+        if isinstance(values, dict):
+            flat.update({f"{name}.{k}": float(v) for k, v in values.items()})
+    with mlflow.start_run(experiment_id=experiment, run_name="capacity-grid"):
+        mlflow.set_tags({"kind": "summary", **provenance_tags(params, root)})
+        mlflow.log_metrics({k: v for k, v in flat.items() if np.isfinite(v)})
+        mlflow.log_artifact(str(figure), artifact_path="figures")

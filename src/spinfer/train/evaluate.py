@@ -1,0 +1,285 @@
+"""Evaluation of a trained run, as in Kwon et al. Fig. 2 and Fig. 3.
+
+* MAE of lambda, K and D against the test noise level Ts (normalized units, as in the
+  paper, and physical units), beside the mean predictor's MAE (chance);
+* heatmaps of the error over (K_N, D_N) at lambda near 0 and near +3D;
+* PCA of the test error vectors (d_lambda, dK, 2 dD) in physical units: the paper finds the
+  dominant axis along dK = 2 dD with Kshape = 2D, i.e. the network learns the effective
+  anisotropy K - Kshape; here the ratio dK/dD of that axis is set beside kshape_factor.
+
+Everything is written to ``train.eval_out/<run>/`` (metrics.json for ``dvc metrics``,
+mae_vs_ts.json for ``dvc plots``, PNGs) and logged to the run's MLflow record, with the
+best checkpoint and an MLflow pyfunc model that maps spins to physical (lambda, K, D).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from spinfer.config import Params
+from spinfer.data.dataset import noise_levels, open_dataset
+from spinfer.data.targets import TARGET_NAMES, TargetScaler
+from spinfer.io import atomic_write_text
+from spinfer.render import save_figure
+from spinfer.train.loop import data_paths, load_best, predict_normalized, run_paths
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    levels: list[float]
+    mae: np.ndarray  # (levels, 3) normalized
+    mae_phys: np.ndarray  # (levels, 3) physical units
+    baseline: np.ndarray  # (3,) normalized MAE of the mean predictor
+    baseline_phys: np.ndarray
+    pca_components: np.ndarray  # (3, 3) rows = axes in (d_lambda, dK, 2 dD)
+    pca_explained: np.ndarray  # (3,)
+    dk_over_dd: float
+    kshape_factor: float
+    truth: np.ndarray  # (N, 3) physical, Ts = 0
+    pred: np.ndarray  # (N, 3) physical, Ts = 0
+
+    def metrics(self) -> dict[str, float]:
+        m: dict[str, float] = {}
+        for j, name in enumerate(TARGET_NAMES):
+            m[f"mae_{name}_ts0"] = float(self.mae[0, j])
+            m[f"mae_{name}_ts_max"] = float(self.mae[-1, j])
+            m[f"mae_{name}_phys_ts0"] = float(self.mae_phys[0, j])
+            m[f"baseline_mae_{name}"] = float(self.baseline[j])
+            m[f"mae_over_baseline_{name}_ts0"] = float(self.mae[0, j] / self.baseline[j])
+        m["mae_mean"] = float(self.mae.mean())
+        m["mae_mean_ts0"] = float(self.mae[0].mean())
+        m["mae_increase_ts0_to_max"] = float(self.mae[-1].mean() - self.mae[0].mean())
+        for i in range(3):
+            m[f"pca_explained_{i}"] = float(self.pca_explained[i])
+            for j, axis in enumerate(("dlambda", "dK", "2dD")):
+                m[f"pca_component_{i}_{axis}"] = float(self.pca_components[i, j])
+        m["pca_dK_over_dD"] = self.dk_over_dd
+        m["kshape_factor"] = self.kshape_factor
+        return m
+
+    def table(self) -> dict[str, list[float]]:
+        table: dict[str, list[float]] = {"ts": self.levels}
+        for j, name in enumerate(TARGET_NAMES):
+            table[f"mae_{name}"] = self.mae[:, j].tolist()
+            table[f"mae_{name}_phys"] = self.mae_phys[:, j].tolist()
+            table[f"baseline_{name}"] = [float(self.baseline[j])] * len(self.levels)
+        return table
+
+
+def error_pca(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """PCA of (d_lambda, dK, 2 dD); returns components, explained ratios, dK/dD of axis 0."""
+    from sklearn.decomposition import PCA
+
+    err = pred - truth
+    vectors = np.column_stack([err[:, 0], err[:, 1], 2.0 * err[:, 2]])
+    pca = PCA(n_components=3).fit(vectors)
+    comps = pca.components_.copy()
+    comps *= np.where(comps[:, 1:2] < 0, -1.0, 1.0)  # sign convention: dK >= 0
+    c = comps[0]
+    ratio = float(2.0 * c[1] / c[2]) if abs(c[2]) > 1e-12 else float("inf")
+    return comps, pca.explained_variance_ratio_, ratio
+
+
+def evaluate_run(params: Params, model_name: str, data: str, root: Path | str = ".") -> Evaluation:
+    """Test-set evaluation of the best checkpoint at every noise level."""
+    root = Path(root)
+    paths = run_paths(params, model_name, data, root)
+    net, payload = load_best(paths.best)
+    scaler = TargetScaler(tuple(payload["scaler"]["min"]), tuple(payload["scaler"]["max"]))
+    stores = data_paths(params, root)
+    levels = noise_levels(stores["noisy"])
+    train = open_dataset("train", "clean", **stores)
+    mean_pred = scaler.normalize(train.params).mean(axis=0)
+    mae, mae_phys = [], []
+    truth_ts0 = pred_ts0 = None
+    for level in levels:
+        ds = open_dataset("test", level, **stores)
+        pred_n = predict_normalized(net, ds)
+        true_n = scaler.normalize(ds.params)
+        mae.append(np.abs(pred_n - true_n).mean(axis=0))
+        mae_phys.append(np.abs(scaler.denormalize(pred_n) - ds.params).mean(axis=0))
+        if truth_ts0 is None:
+            truth_ts0, pred_ts0 = ds.params, scaler.denormalize(pred_n)
+            baseline = np.abs(mean_pred - true_n).mean(axis=0)
+            baseline_phys = np.abs(scaler.denormalize(mean_pred[None]) - ds.params).mean(axis=0)
+    comps, explained, ratio = error_pca(truth_ts0, pred_ts0)
+    return Evaluation(
+        levels=list(levels),
+        mae=np.array(mae),
+        mae_phys=np.array(mae_phys),
+        baseline=baseline,
+        baseline_phys=baseline_phys,
+        pca_components=comps,
+        pca_explained=explained,
+        dk_over_dd=ratio,
+        kshape_factor=_kshape(stores["textures"]),
+        truth=truth_ts0,
+        pred=pred_ts0,
+    )
+
+
+def _kshape(textures: Path) -> float:
+    from spinfer.data.store import open_store, store_meta
+
+    return float(store_meta(open_store(textures))["kshape_factor"])
+
+
+def plot_mae_vs_ts(curves: dict[str, Evaluation], path: Path, title: str) -> Path:
+    """The paper's Fig. 2 layout: one panel per parameter, MAE against Ts, chance dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=110, sharey=False)
+    for j, name in enumerate(TARGET_NAMES):
+        ax = axes[j]
+        for k, (label, ev) in enumerate(curves.items()):
+            style = "-" if label.endswith("noisy") else "--"
+            ax.plot(ev.levels, ev.mae[:, j], style, marker="o", ms=3, color=f"C{k}", label=label)
+        first = next(iter(curves.values()))
+        ax.axhline(first.baseline[j], color="grey", ls=":", label="mean predictor")
+        ax.set_xlabel("test noise Ts")
+        ax.set_ylabel(f"MAE of {name}_N")
+        ax.set_title(name)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _lambda_subset(ev: Evaluation, target_ratio: float, window: float = 0.6) -> np.ndarray:
+    """Test textures with lambda/D within ``window`` of ``target_ratio`` (else the closest)."""
+    dist = np.abs(ev.truth[:, 0] / ev.truth[:, 2] - target_ratio)
+    mask = dist <= window + 1e-9
+    return mask if mask.any() else dist <= dist.min() + 1e-9
+
+
+def plot_heatmaps(ev: Evaluation, scaler: TargetScaler, path: Path, bins: int = 6) -> Path:
+    """Mean |error| (normalized, summed over lambda, K, D) over (K_N, D_N) bins (Fig. 3)."""
+    truth_n = scaler.normalize(ev.truth)
+    err = np.abs(scaler.normalize(ev.pred) - truth_n).sum(axis=1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), dpi=110)
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, (target, label) in zip(axes, ((0.0, "λ ≈ 0"), (3.0, "λ ≈ +3D")), strict=True):
+        mask = _lambda_subset(ev, target)
+        grid = np.full((bins, bins), np.nan)
+        if mask.any():
+            ki = np.clip(np.digitize(truth_n[mask, 1], edges) - 1, 0, bins - 1)
+            di = np.clip(np.digitize(truth_n[mask, 2], edges) - 1, 0, bins - 1)
+            sums, counts = np.zeros((bins, bins)), np.zeros((bins, bins))
+            np.add.at(sums, (di, ki), err[mask])
+            np.add.at(counts, (di, ki), 1)
+            with np.errstate(invalid="ignore"):
+                grid = sums / counts
+        im = ax.imshow(grid, origin="lower", extent=(0, 1, 0, 1), cmap="magma", vmin=0)
+        ax.set_xlabel("K_N")
+        ax.set_ylabel("D_N")
+        ax.set_title(f"{label} ({int(mask.sum())} test textures)")
+        fig.colorbar(im, ax=ax, label="mean |error|, summed over λ_N, K_N, D_N")
+    fig.suptitle("Error over (K_N, D_N) at fixed λ (Ts = 0)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_pca(ev: Evaluation, path: Path) -> Path:
+    err = ev.pred - ev.truth
+    fig, ax = plt.subplots(figsize=(4.8, 4.4), dpi=110)
+    ax.scatter(2 * err[:, 2], err[:, 1], s=8, alpha=0.5)
+    c = ev.pca_components[0]
+    span = np.abs(np.concatenate([2 * err[:, 2], err[:, 1]])).max() or 1.0
+    t = np.linspace(-span, span, 2)
+    if abs(c[2]) > 1e-12:
+        ax.plot(t, t * c[1] / c[2], "C3", label=f"PCA axis 0: dK/dD = {ev.dk_over_dd:.2f}")
+    ax.plot(t, t * ev.kshape_factor / 2, "k:", label=f"dK/dD = Kshape/D = {ev.kshape_factor:.2f}")
+    ax.set_xlabel("2 dD")
+    ax.set_ylabel("dK")
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.legend(fontsize=7)
+    ax.set_title(f"Test errors; axis 0 explains {100 * ev.pca_explained[0]:.0f}%")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_outputs(ev: Evaluation, scaler: TargetScaler, out: Path, name: str) -> dict[str, Path]:
+    """metrics.json, mae_vs_ts.json and the figures of one run."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = ev.metrics()
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    rows = [
+        {"ts": ts, **{f"mae_{n}": float(ev.mae[i, j]) for j, n in enumerate(TARGET_NAMES)}}
+        for i, ts in enumerate(ev.levels)
+    ]
+    atomic_write_text(out / "mae_vs_ts.json", json.dumps(rows, indent=1) + "\n")
+    figures = out / "figures"
+    return {
+        "metrics": out / "metrics.json",
+        "curve": out / "mae_vs_ts.json",
+        "mae_png": plot_mae_vs_ts({name: ev}, figures / "mae_vs_ts.png", f"{name}: MAE vs Ts"),
+        "heatmaps_png": plot_heatmaps(ev, scaler, figures / "error_heatmaps.png"),
+        "pca_png": plot_pca(ev, figures / "error_pca.png"),
+    }
+
+
+def log_evaluation(
+    params: Params, run_id: str, ev: Evaluation, files: dict[str, Path], best: Path, last: Path
+) -> None:
+    """Step metrics (step = index of Ts), summary metrics, table, figures, model."""
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        for i, ts in enumerate(ev.levels):
+            values = {f"test_mae_{n}": float(ev.mae[i, j]) for j, n in enumerate(TARGET_NAMES)}
+            values["test_mae_mean"] = float(ev.mae[i].mean())
+            values["test_ts"] = float(ts)
+            mlflow.log_metrics(values, step=i)
+        mlflow.log_metrics(ev.metrics())
+        mlflow.log_table(ev.table(), artifact_file="mae_vs_ts.json")
+        pca = {
+            "axis": [0, 1, 2],
+            "explained_variance_ratio": ev.pca_explained.tolist(),
+            "d_lambda": ev.pca_components[:, 0].tolist(),
+            "dK": ev.pca_components[:, 1].tolist(),
+            "2dD": ev.pca_components[:, 2].tolist(),
+        }
+        mlflow.log_table(pca, artifact_file="error_pca.json")
+        for key in ("mae_png", "heatmaps_png", "pca_png"):
+            mlflow.log_artifact(str(files[key]), artifact_path="figures")
+        mlflow.log_artifact(str(best), artifact_path="checkpoints")
+        if last.is_file():
+            mlflow.log_artifact(str(last), artifact_path="checkpoints")
+        from spinfer.train.pyfunc import log_pyfunc_model
+
+        log_pyfunc_model(best)
+
+
+def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run_id: str | None):
+    """Evaluate the best checkpoint, write DVC metrics/plots and log to MLflow."""
+    paths = run_paths(params, model_name, data, Path(root))
+    ev = evaluate_run(params, model_name, data, root)
+    _, payload = load_best(paths.best)
+    scaler = TargetScaler(tuple(payload["scaler"]["min"]), tuple(payload["scaler"]["max"]))
+    files = write_outputs(ev, scaler, paths.eval_out, paths.name)
+    if run_id is not None:
+        from spinfer.tracking import setup_tracking
+
+        setup_tracking(params, root)
+        log_evaluation(params, run_id, ev, files, paths.best, paths.last)
+    return ev
+
+
+def summary_line(name: str, ev: Evaluation) -> str:
+    parts = [
+        f"{n} {ev.mae[0, j]:.3f} (chance {ev.baseline[j]:.3f})" for j, n in enumerate(TARGET_NAMES)
+    ]
+    return (
+        f"{name}: test MAE at Ts=0: "
+        + ", ".join(parts)
+        + f"; mean MAE Ts=0 -> {ev.levels[-1]:g}: "
+        + f"{ev.mae[0].mean():.3f} -> {ev.mae[-1].mean():.3f}"
+    )

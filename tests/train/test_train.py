@@ -1,0 +1,212 @@
+"""Training, resume, DDP, evaluation and MLflow logging on the tiny dataset (real store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from spinfer.config import load_params
+from spinfer.data.dataset import open_dataset
+from spinfer.tracking import resolve_uri
+from spinfer.train.evaluate import evaluate_and_log
+from spinfer.train.loop import train_run
+from tests.conftest import make_project
+
+
+def _client(params_path: Path):
+    params = load_params(params_path)
+    uri = resolve_uri(params.tracking.uri, params_path.parent)
+    return mlflow.MlflowClient(tracking_uri=uri), params
+
+
+def _runs(params_path: Path, name: str):
+    client, params = _client(params_path)
+    exp = client.get_experiment_by_name(params.tracking.experiment)
+    if exp is None:
+        return client, []
+    runs = client.search_runs([exp.experiment_id], f"attributes.run_name = '{name}'")
+    return client, runs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    """cnn on noisy data, 2 epochs, evaluated and logged: the reference run."""
+    root = tmp_path_factory.mktemp("trained")
+    params_path = make_project(root, tiny_data)
+    params = load_params(params_path)
+    result = train_run(params, "cnn", "noisy", root, progress=False)
+    ev = evaluate_and_log(params, "cnn", "noisy", root, result.run_id)
+    return {"root": root, "params_path": params_path, "result": result, "ev": ev}
+
+
+def test_training_writes_best_and_last_checkpoints(trained):
+    result = trained["result"]
+    assert result.state.epoch == 2 and len(result.state.history) == 2
+    assert result.paths.best.is_file() and result.paths.last.is_file()
+    best = torch.load(result.paths.best, weights_only=False)
+    assert best["model_name"] == "cnn" and best["epoch"] == result.state.best_epoch
+    assert best["val_loss"] == pytest.approx(min(h["val_loss"] for h in result.state.history))
+    assert set(best["scaler"]) >= {"min", "max"}
+
+
+def test_evaluation_files_for_dvc(trained):
+    out = trained["root"] / "artifacts" / "eval" / "cnn-noisy"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("lambda", "K", "D"):
+        assert metrics[f"mae_{name}_ts0"] >= 0 and metrics[f"baseline_mae_{name}"] > 0
+    assert "pca_dK_over_dD" in metrics and metrics["kshape_factor"] == pytest.approx(6.775, 1e-3)
+    curve = json.loads((out / "mae_vs_ts.json").read_text())
+    assert [row["ts"] for row in curve] == pytest.approx([0.1 * i for i in range(11)])
+    for png in ("mae_vs_ts.png", "error_heatmaps.png", "error_pca.png"):
+        assert (out / "figures" / png).stat().st_size > 1000
+
+
+def test_mlflow_run_has_params_tags_curves_figures_and_model(trained):
+    client, runs = _runs(trained["params_path"], "cnn-noisy")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["architecture"] == "cnn" and run.data.tags["training_data"] == "noisy"
+    assert run.data.params["train.lr"] == "0.0001" and run.data.params["profile"] == "tiny"
+    assert run.data.params["dataset_hash"].startswith(("md5:", "sha256:"))
+    assert run.data.params["git_commit"]
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+    steps = client.get_metric_history(run.info.run_id, "test_mae_K")
+    assert sorted(m.step for m in steps) == list(range(11))
+    assert "baseline_mae_lambda" in run.data.metrics and "pca_explained_0" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert arts >= {"figures/mae_vs_ts.png", "figures/error_heatmaps.png", "figures/error_pca.png"}
+    ckpts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert ckpts == {"checkpoints/best.pt", "checkpoints/last.pt"}
+    tables = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"mae_vs_ts.json", "error_pca.json"} <= tables
+
+
+def test_logged_model_returns_physical_parameters(trained):
+    client, runs = _runs(trained["params_path"], "cnn-noisy")
+    mlflow.set_tracking_uri(client.tracking_uri if hasattr(client, "tracking_uri") else None)
+    params = load_params(trained["params_path"])
+    mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, trained["root"]))
+    model = mlflow.pyfunc.load_model(f"runs:/{runs[0].info.run_id}/model")
+    art = trained["root"] / "artifacts"
+    ds = open_dataset("test", 0.0, art / "textures.zarr", art / "noisy.zarr", art / "splits.json")
+    spins = np.stack([ds.spins(i) for i in range(3)]).astype(np.float32)
+    out = model.predict(spins)
+    assert list(out.columns) == ["lambda", "K", "D"] and len(out) == 3
+    # the wrapper is the network plus the inverse target map
+    x = torch.from_numpy(spins.transpose(0, 3, 1, 2).copy())
+    net = torch.load(trained["result"].paths.best, weights_only=False)
+    from spinfer.train.loop import load_best
+
+    model_net, _ = load_best(trained["result"].paths.best)
+    with torch.no_grad():
+        expected = ds.scaler.denormalize(model_net(x).numpy())
+    np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert net["size"] == 16
+
+
+def test_more_epochs_resume_bit_identically(tmp_path, tiny_data, trained):
+    params_path = make_project(tmp_path, tiny_data)
+    one = load_params(params_path, ["train.epochs={cnn: 1}"])
+    first = train_run(one, "cnn", "noisy", tmp_path, progress=False)
+    assert first.state.epoch == 1
+    two = load_params(params_path)
+    second = train_run(two, "cnn", "noisy", tmp_path, progress=False)
+    assert second.resumed_from == 1 and second.state.epoch == 2
+    assert second.run_id == first.run_id
+    a = torch.load(second.paths.last, weights_only=False)["model"]
+    b = torch.load(trained["result"].paths.last, weights_only=False)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "spinfer.cli", *args]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_from_last_checkpoint(tmp_path, tiny_data):
+    params_path = make_project(tmp_path, tiny_data)
+    cmd = _cli("train", "--params", str(params_path), "--model", "cnn", "--data", "clean",
+               "--set", "train.epochs={cnn: 60}")  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, env=env)
+    last = tmp_path / "artifacts" / "models" / "cnn-clean" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not last.is_file():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = torch.load(last, weights_only=False)["state"]["epoch"]
+    assert 0 < done < 60
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = int(rerun.stderr.split("resumed at ")[1].split(")")[0])
+    assert resumed >= done
+    assert torch.load(last, weights_only=False)["state"]["epoch"] == 60
+    _, runs = _runs(params_path, "cnn-clean")
+    assert len(runs) == 1  # the resumed run continued its MLflow run
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path, tiny_data):
+    params_path = make_project(tmp_path, tiny_data)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "spinfer.cli", "train", "--params", str(params_path),
+        "--model", "cnn", "--data", "noisy",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "artifacts" / "models" / "cnn-noisy" / "best.pt").is_file()
+    assert (tmp_path / "artifacts" / "eval" / "cnn-noisy" / "metrics.json").is_file()
+    assert run.stderr.count("epoch 2/2") == 1  # rank 0 reports
+    _, runs = _runs(params_path, "cnn-noisy")
+    assert len(runs) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "vgg", "--data", "noisy"], "unknown model 'vgg'"),
+        (["--model", "cnn", "--data", "dirty"], "unknown training data 'dirty'"),
+        (["--model", "cnn", "--data", "noisy", "--set", "train.epochs={vgg: 1}"], "train.epochs"),
+    ],
+)
+def test_bad_training_requests_fail_with_one_line(tmp_path, tiny_data, args, needle):
+    params_path = make_project(tmp_path, tiny_data)
+    run = subprocess.run(_cli("train", "--params", str(params_path), *args),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert run.stderr.startswith("error:") and needle in run.stderr
+
+
+def test_missing_split_and_bad_tracking_store_fail_with_one_line(tmp_path, tiny_data):
+    params_path = make_project(tmp_path, {k: v for k, v in tiny_data.items() if k != "splits"})
+    run = subprocess.run(
+        _cli("train", "--params", str(params_path), "--model", "cnn", "--data", "clean"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1 and "no split file" in run.stderr, run.stderr
+    (tmp_path / "artifacts" / "splits.json").symlink_to(tiny_data["splits"])
+    bad = subprocess.run(
+        _cli("train", "--params", str(params_path), "--model", "cnn", "--data", "clean",
+             "--set", "tracking.uri=sqlite:////proc/no/such/dir/mlflow.db"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 1, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: cannot open the MLflow")
