@@ -49,6 +49,7 @@ bench: setup ## speed benchmarks (print ratios against a baseline of the same ru
 	$(BIN)/python benchmarks/generate_speed.py
 	$(BIN)/python benchmarks/loader_speed.py
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/serve_load.py
 
 validate: setup ## physics validation: figures and bias check
 	$(BIN)/python validation/physics_checks.py --out artifacts/validation

@@ -40,7 +40,7 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
         assert _sh(cmd, work).returncode == 0
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in ("generate", "split", "noise", "report", "compare"):
+    for stage in ("generate", "split", "noise", "report", "compare", "register", "promote"):
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     for model in ("resnet18", "resnet50", "cnn"):
         for data in ("noisy", "clean"):
@@ -63,6 +63,11 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     )  # fmt: skip
     kinds = sorted(r.data.tags.get("kind", "") for r in runs)
     assert kinds == ["summary"] + ["training"] * 6, kinds
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("spinfer", "champion")
+    assert champion.tags["promotion.decision"] == "promoted"
+    promotion = json.loads((art / "metrics" / "promotion.json").read_text())
+    assert promotion["decision"] == "promoted" and promotion["reason"] == "no champion yet"
 
     second = _sh(["dvc", "repro"], work)
     assert second.returncode == 0

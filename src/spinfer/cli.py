@@ -344,6 +344,90 @@ def compare(
     )
 
 
+@app.command()
+def register(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="registration JSON")] = None,
+) -> None:
+    """Register the best training run (rule in the README) with the alias challenger."""
+    from spinfer.io import atomic_write_text
+    from spinfer.serve.registry import RULE
+    from spinfer.serve.registry import register as run
+
+    cfg = _config(params, overrides)
+    reg = run(cfg, params.resolve().parent)
+    if out is not None:
+        doc = {"rule": RULE, "run_name": reg.run_name, "mae_mean": reg.mae_mean}
+        atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    state = "registered" if reg.created else "already registered"
+    typer.echo(
+        f"register: {reg.run_name} (test MAE {reg.mae_mean:.5f}) {state} as "
+        f"{reg.name} version {reg.version}, alias challenger",
+        err=True,
+    )
+
+
+def _decision(result, out: Path | None) -> None:
+    from spinfer.io import atomic_write_text
+    from spinfer.serve.registry import decision_doc
+
+    typer.echo(f"{result.decision}: {result.reason}", err=True)
+    if out is not None:
+        atomic_write_text(out, json.dumps(decision_doc(result), indent=2) + "\n")
+
+
+@app.command()
+def promote(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="decision JSON")] = None,
+) -> None:
+    """Make the challenger champion only if it loads cleanly and beats the champion."""
+    from spinfer.serve.registry import promote as run
+
+    cfg = _config(params, overrides)
+    _decision(run(cfg, params.resolve().parent), out)
+
+
+@app.command()
+def rollback(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Give the alias champion back to the previous champion."""
+    from spinfer.serve.registry import rollback as run
+
+    cfg = _config(params, overrides)
+    _decision(run(cfg, params.resolve().parent), None)
+
+
+@app.command()
+def predict(
+    path: Annotated[Path, typer.Argument(help=".npy/.npz/Zarr store of (N, Lx, Ly, 3) spins")],
+    model: Annotated[str | None, typer.Option("--model", help="model URI")] = None,
+    crops: Annotated[str, typer.Option("--crops", help="centre or grid")] = "centre",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+) -> None:
+    """Estimate (lambda, K, D) of spin images with a registered model (default: champion)."""
+    from spinfer.serve.predict import predict_file
+    from spinfer.tracking import resolve_uri
+
+    if crops not in ("centre", "grid"):
+        raise InputError(f"--crops must be centre or grid, got {crops!r}")
+    cfg = _config(params, overrides) if params.exists() else None
+    if cfg is None:
+        from spinfer.config import Params
+
+        cfg = Params()
+    uri = model or f"models:/{cfg.tracking.registered_model}@champion"
+    tracking = resolve_uri(cfg.tracking.uri, params.resolve().parent)
+    frame = predict_file(path, uri, tracking, crops)
+    if as_json:
+        typer.echo(frame.to_json(orient="records"))
+    else:
+        typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+
+
 def main() -> None:
     """Console entry point: run the app with one-line errors."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -76,7 +76,9 @@ def test_mlflow_run_has_params_tags_curves_figures_and_model(trained):
     assert len(runs) == 1
     run = runs[0]
     assert run.data.tags["architecture"] == "cnn" and run.data.tags["training_data"] == "noisy"
-    assert run.data.params["train.lr"] == "0.0001" and run.data.params["profile"] == "tiny"
+    params = load_params(trained["params_path"])
+    assert run.data.params["train.lr"] == str(params.train.lr)
+    assert run.data.params["profile"] == "tiny"
     assert run.data.params["dataset_hash"].startswith(("md5:", "sha256:"))
     assert run.data.params["git_commit"]
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
@@ -101,7 +103,7 @@ def test_logged_model_returns_physical_parameters(trained):
     ds = open_dataset("test", 0.0, art / "textures.zarr", art / "noisy.zarr", art / "splits.json")
     spins = np.stack([ds.spins(i) for i in range(3)]).astype(np.float32)
     out = model.predict(spins)
-    assert list(out.columns) == ["lambda", "K", "D"] and len(out) == 3
+    assert list(out.columns)[:5] == ["image", "panel", "lambda", "K", "D"] and len(out) == 3
     # the wrapper is the network plus the inverse target map
     x = torch.from_numpy(spins.transpose(0, 3, 1, 2).copy())
     net = torch.load(trained["result"].paths.best, weights_only=False)
@@ -110,7 +112,9 @@ def test_logged_model_returns_physical_parameters(trained):
     model_net, _ = load_best(trained["result"].paths.best)
     with torch.no_grad():
         expected = ds.scaler.denormalize(model_net(x).numpy())
-    np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out[["lambda", "K", "D"]].to_numpy(), expected, rtol=1e-5, atol=1e-6
+    )
     assert net["size"] == 16
 
 
@@ -127,6 +131,25 @@ def test_more_epochs_resume_bit_identically(tmp_path, tiny_data, trained):
     b = torch.load(trained["result"].paths.last, weights_only=False)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_a_lost_tracking_store_gets_a_new_run_with_the_history(tmp_path, tiny_data):
+    import shutil
+
+    params_path = make_project(tmp_path, tiny_data)
+    one = load_params(params_path, ["train.epochs={cnn: 1}"])
+    first = train_run(one, "cnn", "clean", tmp_path, progress=False)
+    shutil.rmtree(tmp_path / "mlruns")  # the user wiped the tracking store
+    cmd = ["train", "--params", str(params_path), "--model", "cnn", "--data", "clean"]
+    run = subprocess.run(_cli(*cmd, "--no-evaluate"), capture_output=True, text=True)
+    assert run.returncode == 0 and "resumed at 1" in run.stderr, run.stderr
+    import sqlite3  # this process caches the deleted store's engine: read the new file
+
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as db:
+        runs = db.execute("SELECT run_uuid FROM runs WHERE name = 'cnn-clean'").fetchall()
+        assert len(runs) == 1 and runs[0][0] != first.run_id
+        query = "SELECT count(*) FROM metrics WHERE key = 'train_loss' AND run_uuid = ?"
+        assert db.execute(query, runs[0]).fetchone()[0] == 2
 
 
 def _cli(*args: str) -> list[str]:

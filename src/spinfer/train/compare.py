@@ -85,7 +85,13 @@ def plot_grid(runs: dict[str, dict[str, Any]], path: Path) -> Path:
         ax.set_title(param)
         ax.set_xlabel("test noise Ts")
         ax.set_ylabel(f"MAE of {param}_N")
-        ax.set_ylim(bottom=0)
+        top = max(max(row[f"mae_{param}"] for row in r["curve"]) for r in runs.values())
+        if top > 3 * chance:  # a run that diverges under noise must not flatten the rest
+            ax.set_ylim(0, 3 * chance)
+            ax.text(0.02, 0.97, "clipped at 3x chance", transform=ax.transAxes, va="top",
+                    fontsize=7, color="grey")  # fmt: skip
+        else:
+            ax.set_ylim(bottom=0)
     axes[0].legend(fontsize=7)
     fig.suptitle("Capacity grid (solid: trained on noisy data, dashed: on clean data)")
     fig.tight_layout()

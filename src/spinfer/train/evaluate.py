@@ -253,7 +253,7 @@ def log_evaluation(
         mlflow.log_artifact(str(best), artifact_path="checkpoints")
         if last.is_file():
             mlflow.log_artifact(str(last), artifact_path="checkpoints")
-        from spinfer.train.pyfunc import log_pyfunc_model
+        from spinfer.serve.pyfunc import log_pyfunc_model
 
         log_pyfunc_model(best)
 

@@ -356,9 +356,9 @@ class _Tracker:
         from spinfer.tracking import flat_params, provenance_tags, setup_tracking
 
         experiment = setup_tracking(params, root)
-        if state.run_id is not None:
+        if state.run_id is not None and _run_exists(state.run_id):
             run = mlflow.start_run(run_id=state.run_id)
-        else:
+        else:  # a new run, or the store lost it: start one and replay the history
             run = mlflow.start_run(experiment_id=experiment, run_name=paths.name)
             tags = provenance_tags(params, root)
             mlflow.log_params(flat_params(params))
@@ -367,10 +367,10 @@ class _Tracker:
                     "dataset_hash": tags["dataset.textures"],
                     "noisy_dataset_hash": tags["dataset.noisy"],
                     "git_commit": tags["git_commit"],
+                    "model": model_name,
+                    "training_data": data,
+                    "parameters": count_parameters(net),
                 }
-            )
-            mlflow.log_params(
-                {"model": model_name, "training_data": data, "parameters": count_parameters(net)}
             )
             mlflow.set_tags(
                 {
@@ -383,6 +383,9 @@ class _Tracker:
             )
         state.run_id = run.info.run_id
         mlflow.end_run()
+        if state.history and not _has_history(state.run_id):
+            for record in state.history:
+                self.epoch(record)
 
     def epoch(self, record: dict[str, float]) -> None:
         if not self.enabled:
@@ -400,6 +403,23 @@ class _Tracker:
                 },
                 step=step,
             )
+
+
+def _run_exists(run_id: str) -> bool:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def _has_history(run_id: str) -> bool:
+    import mlflow
+
+    return bool(mlflow.MlflowClient().get_metric_history(run_id, "train_loss"))
 
 
 def load_best(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -1,0 +1,1 @@
+"""The served model (MLflow pyfunc), the registry workflow and prediction."""

@@ -1,0 +1,168 @@
+"""The MLflow model: spin images in, (lambda, K, D) in physical-model units (J = 1) out.
+
+Input: float32 (N, Lx, Ly, 3) unit spins (Sx, Sy, Sz), the layout of the texture stores,
+Lx, Ly >= L (the training size, 100 on the default profile). Larger images are cropped to
+their centre L x L, or, with the predict parameter ``crops="grid"``, cut into every
+non-overlapping L x L panel. Output: one row per panel with ``image``, ``panel``,
+``lambda``, ``K``, ``D`` (physical) and ``lambda_n``, ``K_n``, ``D_n`` (normalized to the
+training ranges). Bad input (rank, shape, non-finite values, vectors far from unit length,
+too many images) is refused with a short message; near-unit vectors are renormalized.
+
+The spinfer package travels with the model (``code_paths``), so the model loads in a clean
+process without the source tree; torch, timm and numpy must be installed (the project
+venv: ``mlflow models serve -m models:/spinfer@champion --env-manager local``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from spinfer.data.targets import TARGET_NAMES, TargetScaler
+
+UNIT_TOLERANCE = 0.05  # |S| may deviate this much before it is refused (then renormalized)
+MAX_BATCH = 512
+CROPS = ("centre", "grid")
+
+
+class InputRejected(ValueError):
+    """A request the model refuses; the message names the problem."""
+
+
+def check_spins(spins: Any, size: int, max_batch: int = MAX_BATCH) -> np.ndarray:
+    """Validated (N, Lx, Ly, 3) float32 unit spins, or InputRejected naming the problem."""
+    try:
+        arr = np.asarray(spins, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputRejected("input is not a numeric array") from None
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise InputRejected(f"expected spins of shape (N, Lx, Ly, 3), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InputRejected("the batch is empty")
+    if arr.shape[0] > max_batch:
+        raise InputRejected(f"batch of {arr.shape[0]} images exceeds the limit of {max_batch}")
+    if arr.shape[1] < size or arr.shape[2] < size:
+        raise InputRejected(
+            f"images must be at least {size}x{size}, got {arr.shape[1]}x{arr.shape[2]}"
+        )
+    if not np.isfinite(arr).all():
+        raise InputRejected("input holds NaN or infinite values")
+    norm = np.linalg.norm(arr, axis=-1, keepdims=True)
+    worst = float(np.abs(norm - 1.0).max())
+    if worst > UNIT_TOLERANCE:
+        raise InputRejected(
+            f"spins must be unit vectors (|S| deviates by up to {worst:.3g}, "
+            f"tolerance {UNIT_TOLERANCE})"
+        )
+    return arr / norm
+
+
+def panels(arr: np.ndarray, size: int, crops: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P, L, L, 3) panels with their image and panel indices."""
+    n, lx, ly, _ = arr.shape
+    if crops == "centre":
+        x0, y0 = (lx - size) // 2, (ly - size) // 2
+        return arr[:, x0 : x0 + size, y0 : y0 + size], np.arange(n), np.zeros(n, dtype=int)
+    out, image, panel = [], [], []
+    for i in range(n):
+        k = 0
+        for x0 in range(0, lx - size + 1, size):
+            for y0 in range(0, ly - size + 1, size):
+                out.append(arr[i, x0 : x0 + size, y0 : y0 + size])
+                image.append(i)
+                panel.append(k)
+                k += 1
+    return np.stack(out), np.array(image), np.array(panel)
+
+
+class SpinferModel(mlflow.pyfunc.PythonModel):
+    """Wraps a best-validation checkpoint."""
+
+    def load_context(self, context) -> None:
+        from spinfer.train.loop import load_best
+
+        np.set_printoptions(threshold=50, edgeitems=2)  # keep server error echoes short
+        self.net, payload = load_best(Path(context.artifacts["checkpoint"]))
+        scaler = payload["scaler"]
+        self.scaler = TargetScaler(tuple(scaler["min"]), tuple(scaler["max"]))
+        self.size = int(payload["size"])
+        self.max_batch = int(payload.get("max_batch", MAX_BATCH))
+
+    def predict(self, context, model_input: np.ndarray, params=None):
+        import pandas as pd
+        import torch
+
+        crops = (params or {}).get("crops", "centre")
+        try:
+            if crops not in CROPS:
+                raise InputRejected(f"crops must be one of {', '.join(CROPS)}, got {crops!r}")
+            arr = check_spins(model_input, self.size, self.max_batch)
+        except InputRejected as exc:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        tiles, image, panel = panels(arr, self.size, crops)
+        x = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
+        with torch.no_grad():
+            pred_n = np.concatenate(
+                [self.net(x[i : i + 64]).float().numpy() for i in range(0, len(x), 64)]
+            )
+        phys = self.scaler.denormalize(pred_n)
+        frame = pd.DataFrame({"image": image, "panel": panel})
+        for j, name in enumerate(TARGET_NAMES):
+            frame[name] = phys[:, j]
+        for j, name in enumerate(TARGET_NAMES):
+            frame[f"{name}_n"] = pred_n[:, j]
+        return frame
+
+
+def load_for_prediction(checkpoint: Path) -> SpinferModel:
+    """The pyfunc wrapper, loaded in this process (no MLflow store involved)."""
+    model = SpinferModel()
+    model.load_context(SimpleNamespace(artifacts={"checkpoint": str(checkpoint)}))
+    return model
+
+
+def log_pyfunc_model(checkpoint: Path, name: str = "model") -> None:
+    """Log the checkpoint as a pyfunc model: signature, input example, code paths."""
+    import torch
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import Schema, TensorSpec
+
+    import spinfer
+
+    probe = load_for_prediction(checkpoint)
+    example = np.zeros((1, probe.size, probe.size, 3), dtype=np.float32)
+    example[..., 2] = 1.0  # a saturated +z texture
+    inferred = infer_signature(example, probe.predict(None, example), params={"crops": "centre"})
+    # any image size >= L: only the batch, the two lattice axes are free, 3 components fixed
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, 3))]),
+        outputs=inferred.outputs,
+        params=inferred.params,
+    )
+    package = Path(spinfer.__file__).parent
+    torch_version = torch.__version__.split("+")[0]
+    import logging
+
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle notice
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
+        warnings.filterwarnings("ignore", message=".*CloudPickle")
+        mlflow.pyfunc.log_model(
+            name=name,
+            python_model=SpinferModel(),
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=signature,
+            input_example=example,
+            code_paths=[str(package)],
+            pip_requirements=[f"torch=={torch_version}", "timm", "numpy", "pandas"],
+        )

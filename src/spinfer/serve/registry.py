@@ -1,0 +1,262 @@
+"""Register the best run, promote it by alias only when it really is better, roll back.
+
+Rule (``RULE``): the best run is the training run with the lowest ``mae_mean``, the test
+MAE averaged over every noise level Ts and over lambda, K and D (normalized units), among
+the runs evaluated on the current dataset (their ``dataset.noisy`` tag equals the hash of
+``noise.out`` in dvc.lock). ``register`` makes it a version of the registered model (once
+per run) and points the alias ``challenger`` at it. ``promote`` scores challenger and
+champion in clean processes (the model's own code path, not the source tree) on the same
+held-out test set by the same metric and moves ``champion`` only when the challenger is
+strictly better; the replaced champion becomes ``previous``. Decisions are tags on the
+version. Aliases only; registry stages are not used.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from spinfer.config import Params
+from spinfer.errors import InputError, SpinferError
+
+RULE = (
+    "lowest mae_mean (test MAE averaged over every Ts and over lambda, K, D; normalized units) "
+    "among training runs evaluated on the current dataset"
+)
+CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
+
+
+def _client(params: Params, root: Path):
+    import mlflow
+
+    from spinfer.tracking import resolve_uri, setup_tracking
+
+    setup_tracking(params, root)
+    return mlflow.MlflowClient(tracking_uri=resolve_uri(params.tracking.uri, root))
+
+
+def best_run(params: Params, root: Path):
+    """The run the rule picks (see module docstring)."""
+    from spinfer.tracking import dataset_hash
+
+    client = _client(params, root)
+    experiment = client.get_experiment_by_name(params.tracking.experiment)
+    if experiment is None:
+        raise InputError(f"no MLflow experiment '{params.tracking.experiment}' (train first)")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        "tags.kind = 'training' and metrics.mae_mean >= 0",
+        order_by=["metrics.mae_mean ASC"],
+    )
+    current = dataset_hash(root, params.noise.out)
+    if current != "unknown":
+        runs = [r for r in runs if r.data.tags.get("dataset.noisy") == current]
+    if not runs:
+        raise InputError("no evaluated training run on the current dataset (train first)")
+    return runs[0]
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    run_name: str
+    run_id: str
+    mae_mean: float
+    created: bool
+
+
+def register(params: Params, root: Path | str = ".") -> Registration:
+    """Register the best run (once) and give it the alias ``challenger``."""
+    from mlflow.exceptions import MlflowException
+
+    root = Path(root)
+    client = _client(params, root)
+    run = best_run(params, root)
+    name = params.tracking.registered_model
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"spinfer estimator. Best run: {RULE}.")
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
+    created = not existing
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+    else:
+        import mlflow
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    tags = {
+        "run_name": run.info.run_name,
+        "architecture": run.data.tags.get("architecture", ""),
+        "training_data": run.data.tags.get("training_data", ""),
+        "mae_mean": f"{run.data.metrics['mae_mean']:.6g}",
+        "dataset": run.data.tags.get("dataset.noisy", ""),
+        "git_commit": run.data.tags.get("git_commit", ""),
+        "rule": RULE,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return Registration(
+        name, str(version.version), run.info.run_name, run.info.run_id,
+        float(run.data.metrics["mae_mean"]), created,
+    )  # fmt: skip
+
+
+_SCORE = r"""
+import json, sys
+sys.path = [p for p in sys.path if not p.rstrip("/").endswith("/src")]
+import mlflow, numpy as np
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+from spinfer.data.dataset import noise_levels, open_dataset
+noisy, textures, splits = sys.argv[3], sys.argv[4], sys.argv[5]
+maes = []
+for level in noise_levels(noisy):
+    ds = open_dataset("test", level, textures, noisy, splits)
+    spins = np.stack([ds.spins(i) for i in range(len(ds))]).astype(np.float32)
+    out = model.predict(spins)
+    pred = ds.scaler.normalize(out[["lambda", "K", "D"]].to_numpy())
+    maes.append(np.abs(pred - ds.scaler.normalize(ds.params)).mean(axis=0).tolist())
+import spinfer
+print(json.dumps({"mae_mean": float(np.mean(maes)), "per_level": maes,
+                  "code": spinfer.__file__}))
+"""
+
+
+def score_in_clean_process(params: Params, root: Path, model_uri: str) -> dict[str, Any]:
+    """Load ``model_uri`` in a fresh interpreter without the source tree and score it on
+    the current test set (all Ts); raises SpinferError with the reason when it fails."""
+    from spinfer.tracking import resolve_uri
+
+    art = root / "artifacts"
+    cmd = [
+        sys.executable, "-c", _SCORE, resolve_uri(params.tracking.uri, root), model_uri,
+        str(root / params.noise.out), str(root / params.dataset.out), str(art / "splits.json"),
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=art.parent, timeout=900)
+    if run.returncode != 0:
+        lines = [ln for ln in run.stderr.strip().splitlines() if ln.strip()]
+        raise SpinferError(f"{model_uri} does not load and predict: {lines[-1] if lines else ''}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # promoted | kept | unchanged
+    reason: str
+    challenger: str | None
+    champion_before: str | None
+    champion_after: str | None
+    challenger_mae: float | None
+    champion_mae: float | None
+
+
+def _alias(client, name: str, alias: str) -> str | None:
+    """The version (as a string) that carries ``alias``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def promote(params: Params, root: Path | str = ".") -> Decision:
+    """Move ``champion`` to the challenger only when it loads, predicts and is better."""
+    root = Path(root)
+    client = _client(params, root)
+    name = params.tracking.registered_model
+    challenger = _alias(client, name, CHALLENGER)
+    if challenger is None:
+        raise InputError(f"'{name}' has no version with the alias '{CHALLENGER}' (run register)")
+    champion = _alias(client, name, CHAMPION)
+    if champion is not None and champion == challenger:
+        return Decision(
+            "unchanged", f"version {challenger} is already the champion",
+            challenger, champion, champion, None, None,
+        )  # fmt: skip
+    try:
+        mine = score_in_clean_process(params, root, f"models:/{name}/{challenger}")
+    except SpinferError as exc:
+        decision = Decision(
+            "kept", str(exc), challenger,
+            champion, champion,
+            None, None,
+        )  # fmt: skip
+        _record(client, name, challenger, decision, params, root)
+        return decision
+    theirs = None
+    if champion is not None:
+        try:
+            theirs = score_in_clean_process(params, root, f"models:/{name}/{champion}")
+        except SpinferError:
+            theirs = None  # a champion that no longer loads is replaced
+    better = theirs is None or mine["mae_mean"] < theirs["mae_mean"]
+    if better:
+        if champion is not None:
+            client.set_registered_model_alias(name, PREVIOUS, champion)
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        reason = (
+            "no champion yet"
+            if champion is None
+            else f"test MAE {mine['mae_mean']:.5f} < champion's "
+            + (f"{theirs['mae_mean']:.5f}" if theirs else "(champion failed to load)")
+        )
+    else:
+        reason = (
+            f"test MAE {mine['mae_mean']:.5f} does not beat champion's {theirs['mae_mean']:.5f}"
+        )
+    decision = Decision(
+        "promoted" if better else "kept", reason, challenger,
+        champion,
+        challenger if better else champion,
+        mine["mae_mean"], theirs["mae_mean"] if theirs else None,
+    )  # fmt: skip
+    _record(client, name, challenger, decision, params, root)
+    return decision
+
+
+def _record(client, name: str, version: str, decision: Decision, params, root) -> None:
+    from spinfer.data.store import git_commit
+    from spinfer.tracking import dataset_hash
+
+    tags = {
+        "promotion.decision": decision.decision,
+        "promotion.reason": decision.reason,
+        "promotion.challenger_mae": f"{decision.challenger_mae}",
+        "promotion.champion_mae": f"{decision.champion_mae}",
+        "promotion.dataset": dataset_hash(root, params.noise.out),
+        "promotion.git_commit": git_commit(root),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def rollback(params: Params, root: Path | str = ".") -> Decision:
+    """Swap ``champion`` and ``previous``."""
+    root = Path(root)
+    client = _client(params, root)
+    name = params.tracking.registered_model
+    previous, champion = _alias(client, name, PREVIOUS), _alias(client, name, CHAMPION)
+    if previous is None:
+        raise InputError(f"'{name}' has no version with the alias '{PREVIOUS}' to roll back to")
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    if champion is not None:
+        client.set_registered_model_alias(name, PREVIOUS, champion)
+    return Decision(
+        "rolled back", f"champion is version {previous} again", None,
+        champion, previous, None, None,
+    )  # fmt: skip
+
+
+def decision_doc(decision: Decision) -> dict[str, Any]:
+    return asdict(decision)

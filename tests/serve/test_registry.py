@@ -1,0 +1,187 @@
+"""Register, promote, roll back, predict: a real MLflow registry on the tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+
+from spinfer.config import load_params
+from spinfer.errors import InputError
+from spinfer.serve.predict import read_spin_images
+from spinfer.serve.registry import best_run, promote, register, rollback
+from spinfer.tracking import resolve_uri
+from spinfer.train.evaluate import evaluate_and_log
+from spinfer.train.loop import train_run
+from tests.conftest import make_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_data):
+    """Two evaluated runs (cnn on noisy data, cnn on clean data) in one tracking store."""
+    root = tmp_path_factory.mktemp("registry")
+    params_path = make_project(root, tiny_data)
+    params = load_params(params_path)
+    for data in ("noisy", "clean"):
+        result = train_run(params, "cnn", data, root, progress=False)
+        evaluate_and_log(params, "cnn", data, root, result.run_id)
+    client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, root))
+    return {"root": root, "params_path": params_path, "params": params, "client": client}
+
+
+def _alias(client, alias):
+    return str(client.get_model_version_by_alias("spinfer", alias).version)
+
+
+def test_register_picks_the_lowest_mean_test_mae_and_is_idempotent(project):
+    params, root, client = project["params"], project["root"], project["client"]
+    best = best_run(params, root)
+    exp = client.get_experiment_by_name("spinfer")
+    runs = client.search_runs([exp.experiment_id], "tags.kind = 'training'")
+    assert best.data.metrics["mae_mean"] == min(r.data.metrics["mae_mean"] for r in runs)
+    first = register(params, root)
+    assert first.created and _alias(client, "challenger") == first.version
+    again = register(params, root)
+    assert not again.created and again.version == first.version
+    assert len(client.search_model_versions("name = 'spinfer'")) == 1
+    tags = client.get_model_version("spinfer", first.version).tags
+    assert tags["run_name"] == first.run_name and "lowest mae_mean" in tags["rule"]
+
+
+def test_promote_first_champion_then_nothing_changes(project):
+    params, root, client = project["params"], project["root"], project["client"]
+    register(params, root)
+    decision = promote(params, root)
+    assert decision.decision == "promoted" and "no champion" in decision.reason, decision.reason
+    champion = _alias(client, "champion")
+    tags = client.get_model_version("spinfer", champion).tags
+    assert tags["promotion.decision"] == "promoted"
+    assert float(tags["promotion.challenger_mae"]) == pytest.approx(decision.challenger_mae)
+    assert tags["promotion.dataset"].startswith(("md5:", "sha256:"))
+    assert promote(params, root).decision == "unchanged"
+    assert _alias(client, "champion") == champion
+
+
+def _register_other_run(project) -> str:
+    """Register the run that the rule did not pick (the worse one) as a second version."""
+    params, root, client = project["params"], project["root"], project["client"]
+    best = best_run(params, root)
+    exp = client.get_experiment_by_name("spinfer")
+    other = next(
+        r for r in client.search_runs([exp.experiment_id], "tags.kind = 'training'")
+        if r.info.run_id != best.info.run_id
+    )  # fmt: skip
+    versions = client.search_model_versions(f"name = 'spinfer' and run_id = '{other.info.run_id}'")
+    if versions:
+        return str(versions[0].version)
+    mv = mlflow.register_model(f"runs:/{other.info.run_id}/model", "spinfer")
+    return str(mv.version)
+
+
+def test_a_worse_challenger_is_kept_out_then_a_better_one_wins_and_rollback_works(project):
+    params, root, client = project["params"], project["root"], project["client"]
+    register(params, root)
+    promote(params, root)
+    good = _alias(client, "champion")
+    worse = _register_other_run(project)
+    client.set_registered_model_alias("spinfer", "challenger", worse)
+    kept = promote(params, root)
+    assert kept.decision == "kept" and "does not beat" in kept.reason
+    assert _alias(client, "champion") == good
+    assert client.get_model_version("spinfer", worse).tags["promotion.decision"] == "kept"
+    # now the worse one is champion and the good one challenges: promoted, previous kept
+    client.set_registered_model_alias("spinfer", "champion", worse)
+    client.set_registered_model_alias("spinfer", "challenger", good)
+    won = promote(params, root)
+    assert won.decision == "promoted" and won.challenger_mae < won.champion_mae
+    assert _alias(client, "champion") == good and _alias(client, "previous") == worse
+    rollback(params, root)
+    assert _alias(client, "champion") == worse and _alias(client, "previous") == good
+    rollback(params, root)
+    assert _alias(client, "champion") == good
+
+
+def test_scoring_runs_without_the_source_tree(project):
+    from spinfer.serve.registry import score_in_clean_process
+
+    params, root = project["params"], project["root"]
+    register(params, root)
+    promote(params, root)
+    score = score_in_clean_process(params, root, "models:/spinfer@champion")
+    assert "/code/spinfer/" in score["code"] and "/src/spinfer/" not in score["code"]
+    assert len(score["per_level"]) == 11 and score["mae_mean"] > 0
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "spinfer.cli", *args], capture_output=True, text=True,
+        timeout=600, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_predict_cli_table_and_json(project, tiny_data, tmp_path):
+    params, root = project["params"], project["root"]
+    register(params, root)
+    promote(params, root)
+    spins = np.asarray(
+        __import__("zarr").open_array(tiny_data["textures"] / "spins", mode="r")[:2]
+    )
+    np.save(tmp_path / "two.npy", spins)
+    table = _cli("predict", str(tmp_path / "two.npy"), "--params", str(project["params_path"]))
+    assert table.returncode == 0, table.stderr
+    assert "lambda" in table.stdout and len(table.stdout.strip().splitlines()) == 3
+    out = _cli("predict", str(tmp_path / "two.npy"), "--json", "--params",
+               str(project["params_path"]))  # fmt: skip
+    records = json.loads(out.stdout)
+    assert len(records) == 2 and {"lambda", "K", "D", "lambda_n"} <= set(records[0])
+    store = _cli("predict", str(tiny_data["textures"]), "--json", "--params",
+                 str(project["params_path"]))  # fmt: skip
+    assert len(json.loads(store.stdout)) == 30
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model", "models:/spinfer@nosuchalias"], "cannot load model"),
+        (["--model", "models:/nosuchmodel@champion"], "cannot load model"),
+        (["--crops", "diagonal"], "--crops"),
+    ],
+)
+def test_predict_cli_errors(project, tmp_path, extra, needle):
+    spins = np.zeros((1, 16, 16, 3), np.float32)
+    spins[..., 2] = 1
+    np.save(tmp_path / "one.npy", spins)
+    run = _cli("predict", str(tmp_path / "one.npy"), "--params", str(project["params_path"]),
+               *extra)  # fmt: skip
+    assert run.returncode == 1, run.stdout
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and needle in run.stderr
+
+
+def test_predict_refuses_non_spin_input(project, tmp_path):
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    run = _cli("predict", str(tmp_path / "junk.npy"), "--params", str(project["params_path"]))
+    assert run.returncode == 1 and "not a .npy/.npz spin array" in run.stderr
+    np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
+    with pytest.raises(InputError, match="expected spins of shape"):
+        read_spin_images(tmp_path / "flat.npy")
+    nan = np.full((1, 16, 16, 3), np.nan, np.float32)
+    np.save(tmp_path / "nan.npy", nan)
+    run = _cli("predict", str(tmp_path / "nan.npy"), "--params", str(project["params_path"]))
+    assert run.returncode == 1 and "NaN" in run.stderr
+
+
+def test_no_champion_and_no_challenger_are_one_line_errors(tmp_path, tiny_data):
+    params_path = make_project(tmp_path, tiny_data)
+    params = load_params(params_path, ["tracking.registered_model=empty"])
+    with pytest.raises(InputError, match="no version with the alias 'challenger'"):
+        promote(params, tmp_path)
+    run = _cli("promote", "--params", str(params_path), "--set",
+               "tracking.registered_model=empty")  # fmt: skip
+    assert run.returncode == 1 and run.stderr.startswith("error:")
+    np.save(tmp_path / "one.npy", np.dstack([np.zeros((16, 16, 2)), np.ones((16, 16))]))
+    none = _cli("predict", str(tmp_path / "one.npy"), "--params", str(params_path))
+    assert none.returncode == 1 and "cannot load model models:/spinfer@champion" in none.stderr

@@ -1,0 +1,130 @@
+"""A real `mlflow models serve` process: same numbers as in process, 4xx for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from tests.serve.test_registry import project  # noqa: F401  (module fixture)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(port: int, payload: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(project):  # noqa: F811
+    from spinfer.serve.registry import promote, register
+    from spinfer.tracking import resolve_uri
+
+    params, root = project["params"], project["root"]
+    register(params, root)
+    promote(params, root)
+    port = _free_port()
+    bindir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": resolve_uri(params.tracking.uri, root),
+        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    mlflow_bin = shutil.which("mlflow", path=env["PATH"])
+    proc = subprocess.Popen(
+        [mlflow_bin, "models", "serve", "-m", "models:/spinfer@champion", "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode()[-2000:])
+        assert time.monotonic() < deadline, "server did not come up"
+        time.sleep(0.5)
+    yield port
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_served_numbers_match_in_process_prediction(server, project, tiny_data):  # noqa: F811
+    import mlflow
+
+    texture = zarr.open_array(tiny_data["textures"] / "spins", mode="r")[:2]
+    status, body = _post(server, {"inputs": texture.tolist()})
+    assert status == 200, body
+    rows = body["predictions"]
+    model = mlflow.pyfunc.load_model("models:/spinfer@champion")
+    local = model.predict(np.asarray(texture, dtype=np.float32))
+    for j, row in enumerate(rows):
+        for key in ("lambda", "K", "D", "lambda_n", "K_n", "D_n"):
+            assert row[key] == pytest.approx(float(local[key].iloc[j]), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (np.ones((1, 16, 16, 2)).tolist(), "shape"),
+        ([[[[float("nan"), 0.0, 1.0]] * 16] * 16], "NaN"),
+        ((2 * np.ones((1, 16, 16, 3))).tolist(), "unit vectors"),
+        (np.ones((1, 8, 8, 3)).tolist(), "at least 16x16"),
+    ],
+)
+def test_bad_requests_get_4xx_and_the_next_good_one_works(server, tiny_data, payload, needle):
+    body = json.dumps({"inputs": payload}).replace("NaN", "NaN")
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server}/invocations",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=60)
+    assert 400 <= err.value.code < 500
+    message = json.loads(err.value.read())["message"]
+    assert needle in message
+    assert len(message) < 2000  # names the problem, does not echo the payload
+    good = zarr.open_array(tiny_data["textures"] / "spins", mode="r")[:1]
+    status, _ = _post(server, {"inputs": good.tolist()})
+    assert status == 200
+
+
+def test_larger_images_are_centre_cropped_or_cut_into_a_grid(server, tiny_data):
+    tex = zarr.open_array(tiny_data["textures"] / "spins", mode="r")[0]
+    big = np.tile(tex, (2, 2, 1))[None]  # 32 x 32 periodic copy: 4 panels equal to tex
+    status, centre = _post(server, {"inputs": big.tolist()})
+    assert status == 200 and len(centre["predictions"]) == 1
+    status, grid = _post(server, {"inputs": big.tolist(), "params": {"crops": "grid"}})
+    assert status == 200 and len(grid["predictions"]) == 4
+    values = {round(row["K"], 6) for row in grid["predictions"]}
+    assert len(values) == 1  # the four panels are the same texture
