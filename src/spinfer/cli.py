@@ -368,13 +368,14 @@ def register(
     )
 
 
-def _decision(result, out: Path | None) -> None:
+def _decision(result, out: Path | None, cfg=None, root: Path | None = None) -> None:
     from spinfer.io import atomic_write_text
-    from spinfer.serve.registry import decision_doc
+    from spinfer.serve.registry import champion_state
 
     typer.echo(f"{result.decision}: {result.reason}", err=True)
     if out is not None:
-        atomic_write_text(out, json.dumps(decision_doc(result), indent=2) + "\n")
+        state = champion_state(cfg, root)
+        atomic_write_text(out, json.dumps(state, indent=2) + "\n")
 
 
 @app.command()
@@ -387,7 +388,8 @@ def promote(
     from spinfer.serve.registry import promote as run
 
     cfg = _config(params, overrides)
-    _decision(run(cfg, params.resolve().parent), out)
+    root = params.resolve().parent
+    _decision(run(cfg, root), out, cfg, root)
 
 
 @app.command()

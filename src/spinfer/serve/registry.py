@@ -260,3 +260,20 @@ def rollback(params: Params, root: Path | str = ".") -> Decision:
 
 def decision_doc(decision: Decision) -> dict[str, Any]:
     return asdict(decision)
+
+
+def champion_state(params: Params, root: Path | str = ".") -> dict[str, Any]:
+    """Who is champion now, from the version's tags: the same in every clone that ran
+    the same pipeline, whatever the history of decisions (for DVC)."""
+    root = Path(root)
+    client = _client(params, root)
+    name = params.tracking.registered_model
+    version = _alias(client, name, CHAMPION)
+    if version is None:
+        return {"champion_run": None, "champion_mae_mean": None}
+    tags = client.get_model_version(name, version).tags
+    return {
+        "champion_run": tags.get("run_name"),
+        "champion_mae_mean": float(tags["mae_mean"]) if "mae_mean" in tags else None,
+        "rule": tags.get("rule"),
+    }
