@@ -27,7 +27,8 @@ def test_profiles_size_the_dataset(repo_params):
     assert paper.dataset.sets * paper.dataset.per_set == 80_000
     assert paper.dataset.split == (14, 4, 2)
     default = params_from_dict(raw)
-    assert default.physics.size == 100 and default.dataset.split == (14, 4, 2)
+    assert default.physics.size == 100 and sum(default.dataset.split) == default.dataset.per_set
+    assert default.dataset.sets * default.dataset.per_set == 800
     assert params_from_dict({**raw, "profile": "tiny"}).dataset.sets < default.dataset.sets
     assert default.noise.test_levels == pytest.approx([0.1 * i for i in range(11)])
 

@@ -136,6 +136,7 @@ class TrainParams:
     lr: float = 1e-4
     weight_decay: float = 0.0
     cnn_width: int = 32
+    cnn_depth: int = 3
     augment: bool = True
     loader_workers: int = 0
     device: str = "auto"
@@ -340,6 +341,8 @@ def _check_train(t: TrainParams) -> None:
         raise ConfigError("train.epochs must be >= 1 for every model")
     if t.batch_size < 1 or t.lr <= 0 or t.weight_decay < 0 or t.cnn_width < 1:
         raise ConfigError("train needs batch_size >= 1, lr > 0, weight_decay >= 0, cnn_width >= 1")
+    if t.cnn_depth < 1:
+        raise ConfigError(f"train.cnn_depth must be >= 1, got {t.cnn_depth}")
     if t.loader_workers < 0:
         raise ConfigError("train.loader_workers must be >= 0")
     if t.device not in ("auto", "cpu", "cuda"):

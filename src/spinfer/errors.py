@@ -11,3 +11,7 @@ class ConfigError(SpinferError):
 
 class InputError(SpinferError):
     """An input file or array is not what the command needs."""
+
+
+class TrainingDiverged(SpinferError):
+    """The training loss became NaN or infinite; the best checkpoint so far is kept."""

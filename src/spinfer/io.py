@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -74,3 +75,9 @@ def replace_dir(src: Path, dst: Path) -> None:
     src.rename(dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_if_empty(path: Path | str) -> None:
+    """Remove a directory if it exists and is empty (scratch folders after a finished job)."""
+    with contextlib.suppress(OSError):
+        Path(path).rmdir()

@@ -23,7 +23,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,7 +55,7 @@ from spinfer.data.store import (
 )
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError, SpinferError
-from spinfer.io import atomic_write_text, replace_dir
+from spinfer.io import atomic_write_text, remove_if_empty, replace_dir
 from spinfer.physics.anneal import Schedule, anneal
 from spinfer.physics.energy import Hamiltonian, energy_terms
 
@@ -352,7 +352,7 @@ def generate(
     replace_dir(store, out)
     for stale in out.parent.glob(f".partial/{out.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    _remove_empty(out.parent / ".partial")
+    remove_if_empty(out.parent / ".partial")
     return GenerateSummary(
         path=out,
         textures=plan.n,
@@ -396,11 +396,6 @@ def _finish(store: Path, plan: Plan, markers: dict[int, dict[str, Any]]) -> None
     meta["complete"] = True
     group.attrs["spinfer"] = meta
     write_manifest(store)
-
-
-def _remove_empty(path: Path) -> None:
-    with suppress(OSError):
-        path.rmdir()
 
 
 def read_textures(path: Path | str) -> zarr.Group:

@@ -31,7 +31,7 @@ from spinfer.data.store import (
     write_manifest,
 )
 from spinfer.errors import SpinferError
-from spinfer.io import replace_dir
+from spinfer.io import remove_if_empty, replace_dir
 
 _NOISE_KEY = 0x401CE
 
@@ -129,9 +129,7 @@ def make_noisy(
     if not report.ok:
         raise SpinferError(f"noisy store failed verification: {report.problems[0]}")
     replace_dir(tmp, out)
-    partial = out.parent / ".partial"
-    if partial.is_dir() and not any(partial.iterdir()):
-        partial.rmdir()
+    remove_if_empty(out.parent / ".partial")
     return total, time.perf_counter() - start
 
 

@@ -90,8 +90,7 @@ class SpinferModel(mlflow.pyfunc.PythonModel):
 
         np.set_printoptions(threshold=50, edgeitems=2)  # keep server error echoes short
         self.net, payload = load_best(Path(context.artifacts["checkpoint"]))
-        scaler = payload["scaler"]
-        self.scaler = TargetScaler(tuple(scaler["min"]), tuple(scaler["max"]))
+        self.scaler = TargetScaler.from_meta({"targets": payload["scaler"]})
         self.size = int(payload["size"])
         self.max_batch = int(payload.get("max_batch", MAX_BATCH))
 

@@ -9,7 +9,8 @@ present and writes
   the loss of accuracy from the lowest to the highest Ts, and the two checks of the paper:
   ``resnet18_noisy_below_half_chance`` (MAE at Ts = 0 at most half the mean predictor's for
   lambda, K and D) and ``noisy_degrades_less`` per model (noisy-trained loses less from
-  Ts = 0 to Ts = 1 than clean-trained).
+  Ts = 0 to Ts = 1 than clean-trained). The ratios for out-of-plane textures alone are
+  given beside them: in-plane states carry little trace of the parameters.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def findings(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "mae_ts0": m["mae_mean_ts0"],
             "mae_increase": m["mae_increase_ts0_to_max"],
             **{f"ratio_{n}": m[f"mae_over_baseline_{n}_ts0"] for n in TARGET_NAMES},
+            **{
+                f"ratio_{n}_out_of_plane": m[f"mae_over_baseline_{n}_ts0_out_of_plane"]
+                for n in TARGET_NAMES
+                if f"mae_over_baseline_{n}_ts0_out_of_plane" in m
+            },
         }
     if "resnet18-noisy" in runs:
         ratios = [out["resnet18-noisy"][f"ratio_{n}"] for n in TARGET_NAMES]

@@ -45,6 +45,9 @@ class Evaluation:
     kshape_factor: float
     truth: np.ndarray  # (N, 3) physical, Ts = 0
     pred: np.ndarray  # (N, 3) physical, Ts = 0
+    scaler: TargetScaler
+    mean_pred: np.ndarray  # (3,) normalized mean predictor (train-set mean)
+    out_of_plane: np.ndarray  # (N,) bool: mean |Sz| > 1/2 at Ts = 0
 
     def metrics(self) -> dict[str, float]:
         m: dict[str, float] = {}
@@ -61,8 +64,29 @@ class Evaluation:
             m[f"pca_explained_{i}"] = float(self.pca_explained[i])
             for j, axis in enumerate(("dlambda", "dK", "2dD")):
                 m[f"pca_component_{i}_{axis}"] = float(self.pca_components[i, j])
+        m.update(self.class_metrics())
         m["pca_dK_over_dD"] = self.dk_over_dd
         m["kshape_factor"] = self.kshape_factor
+        return m
+
+    def class_metrics(self) -> dict[str, float]:
+        """MAE at Ts = 0 and its ratio to chance, for out-of-plane and in-plane textures apart.
+
+        In-plane states (K below about Kshape) carry little trace of the parameters, so the
+        two classes show where the error comes from.
+        """
+        truth_n = self.scaler.normalize(self.truth)
+        err = np.abs(self.scaler.normalize(self.pred) - truth_n)
+        chance = np.abs(self.mean_pred - truth_n)
+        m: dict[str, float] = {"n_out_of_plane": float(self.out_of_plane.sum())}
+        m["n_in_plane"] = float((~self.out_of_plane).sum())
+        for cls, mask in (("out_of_plane", self.out_of_plane), ("in_plane", ~self.out_of_plane)):
+            if not mask.any():
+                continue
+            for j, name in enumerate(TARGET_NAMES):
+                mae, base = float(err[mask, j].mean()), float(chance[mask, j].mean())
+                m[f"mae_{name}_ts0_{cls}"] = mae
+                m[f"mae_over_baseline_{name}_ts0_{cls}"] = mae / base if base > 0 else float("nan")
         return m
 
     def table(self) -> dict[str, list[float]]:
@@ -93,7 +117,7 @@ def evaluate_run(params: Params, model_name: str, data: str, root: Path | str = 
     root = Path(root)
     paths = run_paths(params, model_name, data, root)
     net, payload = load_best(paths.best)
-    scaler = TargetScaler(tuple(payload["scaler"]["min"]), tuple(payload["scaler"]["max"]))
+    scaler = TargetScaler.from_meta({"targets": payload["scaler"]})
     stores = data_paths(params, root)
     levels = noise_levels(stores["noisy"])
     train = open_dataset("train", "clean", **stores)
@@ -108,6 +132,7 @@ def evaluate_run(params: Params, model_name: str, data: str, root: Path | str = 
         mae_phys.append(np.abs(scaler.denormalize(pred_n) - ds.params).mean(axis=0))
         if truth_ts0 is None:
             truth_ts0, pred_ts0 = ds.params, scaler.denormalize(pred_n)
+            out_of_plane = mean_abs_sz(ds) > 0.5
             baseline = np.abs(mean_pred - true_n).mean(axis=0)
             baseline_phys = np.abs(scaler.denormalize(mean_pred[None]) - ds.params).mean(axis=0)
     comps, explained, ratio = error_pca(truth_ts0, pred_ts0)
@@ -123,7 +148,15 @@ def evaluate_run(params: Params, model_name: str, data: str, root: Path | str = 
         kshape_factor=_kshape(stores["textures"]),
         truth=truth_ts0,
         pred=pred_ts0,
+        scaler=scaler,
+        mean_pred=mean_pred,
+        out_of_plane=out_of_plane,
     )
+
+
+def mean_abs_sz(ds) -> np.ndarray:
+    """Mean |Sz| of every image of a dataset (1 out of plane, 0 in plane)."""
+    return np.array([float(ds[i][0][2].abs().mean()) for i in range(len(ds))])
 
 
 def _kshape(textures: Path) -> float:
@@ -159,10 +192,10 @@ def _lambda_subset(ev: Evaluation, target_ratio: float, window: float = 0.6) -> 
     return mask if mask.any() else dist <= dist.min() + 1e-9
 
 
-def plot_heatmaps(ev: Evaluation, scaler: TargetScaler, path: Path, bins: int = 6) -> Path:
+def plot_heatmaps(ev: Evaluation, path: Path, bins: int = 6) -> Path:
     """Mean |error| (normalized, summed over lambda, K, D) over (K_N, D_N) bins (Fig. 3)."""
-    truth_n = scaler.normalize(ev.truth)
-    err = np.abs(scaler.normalize(ev.pred) - truth_n).sum(axis=1)
+    truth_n = ev.scaler.normalize(ev.truth)
+    err = np.abs(ev.scaler.normalize(ev.pred) - truth_n).sum(axis=1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), dpi=110)
     edges = np.linspace(0, 1, bins + 1)
     for ax, (target, label) in zip(axes, ((0.0, "λ ≈ 0"), (3.0, "λ ≈ +3D")), strict=True):
@@ -206,7 +239,7 @@ def plot_pca(ev: Evaluation, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_outputs(ev: Evaluation, scaler: TargetScaler, out: Path, name: str) -> dict[str, Path]:
+def write_outputs(ev: Evaluation, out: Path, name: str) -> dict[str, Path]:
     """metrics.json, mae_vs_ts.json and the figures of one run."""
     out.mkdir(parents=True, exist_ok=True)
     metrics = ev.metrics()
@@ -221,7 +254,7 @@ def write_outputs(ev: Evaluation, scaler: TargetScaler, out: Path, name: str) ->
         "metrics": out / "metrics.json",
         "curve": out / "mae_vs_ts.json",
         "mae_png": plot_mae_vs_ts({name: ev}, figures / "mae_vs_ts.png", f"{name}: MAE vs Ts"),
-        "heatmaps_png": plot_heatmaps(ev, scaler, figures / "error_heatmaps.png"),
+        "heatmaps_png": plot_heatmaps(ev, figures / "error_heatmaps.png"),
         "pca_png": plot_pca(ev, figures / "error_pca.png"),
     }
 
@@ -262,9 +295,7 @@ def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run
     """Evaluate the best checkpoint, write DVC metrics/plots and log to MLflow."""
     paths = run_paths(params, model_name, data, Path(root))
     ev = evaluate_run(params, model_name, data, root)
-    _, payload = load_best(paths.best)
-    scaler = TargetScaler(tuple(payload["scaler"]["min"]), tuple(payload["scaler"]["max"]))
-    files = write_outputs(ev, scaler, paths.eval_out, paths.name)
+    files = write_outputs(ev, paths.eval_out, paths.name)
     if run_id is not None:
         from spinfer.tracking import setup_tracking
 

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
 from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset
 from spinfer.data.store import MANIFEST
 from spinfer.data.symmetry import random_symmetry
-from spinfer.errors import ConfigError, InputError
-from spinfer.train.models import build_model, count_parameters
+from spinfer.errors import ConfigError, InputError, TrainingDiverged
+from spinfer.train.models import build_model, count_parameters, is_known_model
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ def run_name(model: str, data: str) -> str:
 
 
 def check_run(model: str, data: str) -> None:
-    if model not in MODEL_NAMES:
-        raise ConfigError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
+    if not is_known_model(model):
+        raise ConfigError(
+            f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)} or a timm model name)"
+        )
     if data not in TRAINING_DATA:
         raise ConfigError(f"unknown training data '{data}' (known: {', '.join(TRAINING_DATA)})")
 
@@ -183,15 +186,16 @@ def _epoch_pass(
     optimizer: torch.optim.Optimizer | None,
     bar: tqdm | None,
     augment: np.random.Generator | None = None,
-) -> tuple[float, int]:
-    """One pass; returns (sum of squared errors over items and outputs, item count).
+) -> tuple[float, float, int]:
+    """One pass; returns the sums of squared and of absolute errors (over items and
+    outputs) and the item count. A non-finite loss raises TrainingDiverged.
 
     With ``augment`` (training only) every image gets a random symmetry of the Hamiltonian
     (D4 x time reversal, then a periodic translation): the targets are unchanged.
     """
     training = optimizer is not None
     model.train(training)
-    total, count = 0.0, 0
+    total, total_abs, count = 0.0, 0.0, 0
     loss_fn = nn.MSELoss()
     for x, y in loader:
         if augment is not None:
@@ -203,16 +207,21 @@ def _epoch_pass(
         ):
             pred = model(x).float()
             loss = loss_fn(pred, y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the {'training' if training else 'validation'} loss is {float(loss)}"
+            )
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         total += float(loss.detach()) * len(x) * y.shape[1]
+        total_abs += float((pred.detach() - y).abs().sum())
         count += len(x)
         if bar is not None:
             bar.update(len(x))
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    return total, count
+    return total, total_abs, count
 
 
 def _all_sum(values: list[float], dist: Dist, device: torch.device) -> list[float]:
@@ -230,8 +239,16 @@ def train_run(
     root: Path | str = ".",
     resume: bool = True,
     progress: bool | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train one run to ``train.epochs[model]`` epochs (resuming), logging to MLflow."""
+    """Train one run to ``train.epochs[model]`` epochs (resuming), logging to MLflow.
+
+    ``on_epoch`` is called with every epoch's record on rank 0 (a tuning study reports to
+    its pruner there; an exception it raises stops the run). ``tags`` go on the MLflow run
+    (``mlflow.parentRunId`` nests it under a study). A non-finite loss raises
+    TrainingDiverged and marks the MLflow run failed; ``best.pt`` keeps the best epoch.
+    """
     check_run(model_name, data)
     start_time = time.perf_counter()
     root = Path(root)
@@ -249,7 +266,7 @@ def train_run(
     epochs = params.train.epochs.get(model_name, 1)
 
     torch.manual_seed(params.base.seed)
-    net = build_model(model_name, params.train.cnn_width).to(device)
+    net = build_model(model_name, params.train.cnn_width, params.train.cnn_depth).to(device)
     optimizer = torch.optim.Adam(
         net.parameters(), lr=params.train.lr, weight_decay=params.train.weight_decay
     )
@@ -272,57 +289,66 @@ def train_run(
     train_loader = _loader(train_ds, params, train_sampler)
     val_loader = _loader(val_ds, params, val_sampler)
 
-    tracker = _Tracker(params, paths, root, state, dist, model_name, data, net)
+    tracker = _Tracker(params, paths, root, state, dist, model_name, data, net, tags)
     show = (sys.stderr.isatty() if progress is None else progress) and dist.main
-    for epoch in range(state.epoch, epochs):
-        train_sampler.set_epoch(epoch)
-        t0 = time.perf_counter()
-        bar = tqdm(
-            total=len(train_sampler),
-            desc=f"{paths.name} {epoch + 1}/{epochs}",
-            unit="img",
-            disable=not show,
-            leave=False,
-        )
-        rng = np.random.default_rng([seed, epoch, dist.rank]) if params.train.augment else None
-        sse, n = _epoch_pass(model, train_loader, device, amp, optimizer, bar, rng)
-        bar.close()
-        vsse, vn = _epoch_pass(model, val_loader, device, amp, None, None)
-        sse, n, vsse, vn = _all_sum([sse, n, vsse, vn], dist, device)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": sse / (3 * n),
-            "val_loss": vsse / (3 * vn),
-            "seconds": time.perf_counter() - t0,
-        }
-        state.history.append(record)
-        state.epoch = epoch + 1
-        improved = record["val_loss"] < state.best_val
-        if improved:
-            state.best_val, state.best_epoch = record["val_loss"], epoch + 1
-        if dist.main:
+    try:
+        for epoch in range(state.epoch, epochs):
+            train_sampler.set_epoch(epoch)
+            t0 = time.perf_counter()
+            bar = tqdm(
+                total=len(train_sampler),
+                desc=f"{paths.name} {epoch + 1}/{epochs}",
+                unit="img",
+                disable=not show,
+                leave=False,
+            )
+            rng = np.random.default_rng([seed, epoch, dist.rank]) if params.train.augment else None
+            try:
+                sse, _, n = _epoch_pass(model, train_loader, device, amp, optimizer, bar, rng)
+            finally:
+                bar.close()
+            vsse, vsae, vn = _epoch_pass(model, val_loader, device, amp, None, None)
+            sse, n, vsse, vsae, vn = _all_sum([sse, n, vsse, vsae, vn], dist, device)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": sse / (3 * n),
+                "val_loss": vsse / (3 * vn),
+                "val_mae": vsae / (3 * vn),
+                "seconds": time.perf_counter() - t0,
+            }
+            state.history.append(record)
+            state.epoch = epoch + 1
+            improved = record["val_loss"] < state.best_val
             if improved:
+                state.best_val, state.best_epoch = record["val_loss"], epoch + 1
+            if dist.main:
+                if improved:
+                    save_atomic(
+                        _best_payload(net, params, model_name, data, train_ds, state), paths.best
+                    )
                 save_atomic(
-                    _best_payload(net, params, model_name, data, train_ds, state), paths.best
+                    {
+                        "fingerprint": fp,
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "state": dataclasses.asdict(state),
+                    },
+                    paths.last,
                 )
-            save_atomic(
-                {
-                    "fingerprint": fp,
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "state": dataclasses.asdict(state),
-                },
-                paths.last,
-            )
-            tracker.epoch(record)
-            print(
-                f"{paths.name} epoch {epoch + 1}/{epochs}: train {record['train_loss']:.5f} "
-                f"val {record['val_loss']:.5f} ({record['seconds']:.1f} s)"
-                + (" *" if improved else ""),
-                file=sys.stderr,
-            )
-        if dist.world > 1:
-            torch.distributed.barrier()
+                tracker.epoch(record)
+                print(
+                    f"{paths.name} epoch {epoch + 1}/{epochs}: train {record['train_loss']:.5f} "
+                    f"val {record['val_loss']:.5f} ({record['seconds']:.1f} s)"
+                    + (" *" if improved else ""),
+                    file=sys.stderr,
+                )
+                if on_epoch is not None:
+                    on_epoch(record)
+            if dist.world > 1:
+                torch.distributed.barrier()
+    except BaseException as exc:
+        tracker.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     return TrainResult(
         paths.name, paths, state, resumed_from, time.perf_counter() - start_time, state.run_id
     )
@@ -334,6 +360,7 @@ def _best_payload(net, params, model_name, data, train_ds, state) -> dict[str, A
         "model_name": model_name,
         "training_data": data,
         "cnn_width": params.train.cnn_width,
+        "cnn_depth": params.train.cnn_depth,
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "scaler": train_ds.scaler.as_dict(),
         "size": int(train_ds.spins(0).shape[0]),
@@ -346,7 +373,7 @@ def _best_payload(net, params, model_name, data, train_ds, state) -> dict[str, A
 class _Tracker:
     """MLflow for rank 0: one run per (model, data); a resumed run continues its run."""
 
-    def __init__(self, params, paths, root, state, dist, model_name, data, net) -> None:
+    def __init__(self, params, paths, root, state, dist, model_name, data, net, tags) -> None:
         self.enabled = dist.main
         self.state = state
         if not self.enabled:
@@ -360,7 +387,7 @@ class _Tracker:
             run = mlflow.start_run(run_id=state.run_id)
         else:  # a new run, or the store lost it: start one and replay the history
             run = mlflow.start_run(experiment_id=experiment, run_name=paths.name)
-            tags = provenance_tags(params, root)
+            extra, tags = tags, provenance_tags(params, root)
             mlflow.log_params(flat_params(params))
             mlflow.log_params(
                 {
@@ -379,6 +406,7 @@ class _Tracker:
                     "run": paths.name,
                     "kind": "training",
                     **tags,
+                    **(extra or {}),
                 }
             )
         state.run_id = run.info.run_id
@@ -398,11 +426,20 @@ class _Tracker:
                 {
                     "train_loss": record["train_loss"],
                     "val_loss": record["val_loss"],
+                    **({"val_mae": record["val_mae"]} if "val_mae" in record else {}),
                     "epoch_seconds": record["seconds"],
                     "best_val_loss": self.state.best_val,
                 },
                 step=step,
             )
+
+    def end(self, status: str) -> None:
+        """Mark the MLflow run as ended with ``status`` (FAILED, KILLED) after an error."""
+        if not self.enabled or self.state.run_id is None:
+            return
+        import mlflow
+
+        mlflow.MlflowClient().set_terminated(self.state.run_id, status=status)
 
 
 def _run_exists(run_id: str) -> bool:
@@ -427,7 +464,7 @@ def load_best(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
     if not Path(path).is_file():
         raise InputError(f"no checkpoint at {path} (train the run first)")
     payload = torch.load(path, map_location=device, weights_only=False)
-    net = build_model(payload["model_name"], payload["cnn_width"])
+    net = build_model(payload["model_name"], payload["cnn_width"], payload.get("cnn_depth", 3))
     net.load_state_dict(payload["model"])
     return net.to(device).eval(), payload
 

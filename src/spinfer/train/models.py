@@ -1,7 +1,9 @@
-"""Model factory: timm ResNet18 / ResNet50 and a shallow CNN, all (B, 3, L, L) -> (B, 3).
+"""Model factory: timm ResNet18 / ResNet50, a shallow CNN, or any timm model by name.
 
-Inputs are the spin components (Sx, Sy, Sz) as channels; outputs the normalized
-(lambda, K, D). ``pretrained=False`` always: nothing is downloaded.
+All map (B, 3, L, L) -> (B, 3): the spin components (Sx, Sy, Sz) as channels in, the
+normalized (lambda, K, D) out. ``pretrained=False`` always: nothing is downloaded. Models
+other than the capacity grid's three (e.g. ``convnext_atto``, ``efficientnet_b0``) are for
+tuning studies; they must be timm names and size-agnostic (convolutional).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from spinfer.errors import ConfigError
 
 
 class ShallowCNN(nn.Module):
-    """The paper's low-capacity model: three conv blocks, global average pool, linear head.
+    """The paper's low-capacity model: ``depth`` conv blocks (channels doubling, 2x2
+    max-pool between them), global average pool, linear head.
 
-    Global pooling makes it size-agnostic, so it reads textures of any L.
+    Circular padding matches the periodic lattice; global pooling makes it size-agnostic.
     """
 
-    def __init__(self, width: int = 32, outputs: int = 3) -> None:
+    def __init__(self, width: int = 32, outputs: int = 3, depth: int = 3) -> None:
         super().__init__()
+        if depth < 1:
+            raise ConfigError(f"cnn depth must be >= 1, got {depth}")
 
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
@@ -29,30 +34,39 @@ class ShallowCNN(nn.Module):
                 nn.ReLU(inplace=True),
             )
 
-        self.features = nn.Sequential(
-            block(3, width),
-            nn.MaxPool2d(2),
-            block(width, 2 * width),
-            nn.MaxPool2d(2),
-            block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.head = nn.Linear(4 * width, outputs)
+        layers: list[nn.Module] = [block(3, width)]
+        channels = width
+        for _ in range(depth - 1):
+            layers += [nn.MaxPool2d(2), block(channels, 2 * channels)]
+            channels *= 2
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(channels, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
 
-def build_model(name: str, cnn_width: int = 32) -> nn.Module:
-    """A fresh, randomly initialised model by name (``resnet18``, ``resnet50``, ``cnn``)."""
-    if name == "cnn":
-        return ShallowCNN(cnn_width)
-    if name in ("resnet18", "resnet50"):
-        import timm
+def is_known_model(name: str) -> bool:
+    """The grid's names, or a model timm can build."""
+    if name in MODEL_NAMES:
+        return True
+    import timm
 
-        return timm.create_model(name, pretrained=False, in_chans=3, num_classes=3)
-    raise ConfigError(f"unknown model '{name}' (known: {', '.join(MODEL_NAMES)})")
+    return bool(timm.is_model(name))
+
+
+def build_model(name: str, cnn_width: int = 32, cnn_depth: int = 3) -> nn.Module:
+    """A fresh, randomly initialised model by name (``resnet18``, ``resnet50``, ``cnn`` or
+    another timm model)."""
+    if name == "cnn":
+        return ShallowCNN(cnn_width, depth=cnn_depth)
+    if not is_known_model(name):
+        raise ConfigError(
+            f"unknown model '{name}' (known: {', '.join(MODEL_NAMES)} or a timm model name)"
+        )
+    import timm
+
+    return timm.create_model(name, pretrained=False, in_chans=3, num_classes=3)
 
 
 def count_parameters(model: nn.Module) -> int:
