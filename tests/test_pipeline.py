@@ -26,7 +26,7 @@ def _sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     work = tmp_path / "project"
     work.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", "tuned.yaml"):
         shutil.copy(ROOT / name, work / name)
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -40,7 +40,8 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
         assert _sh(cmd, work).returncode == 0
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in ("generate", "split", "noise", "report", "compare", "register", "promote"):
+    stages = ("generate", "split", "noise", "report", "tuned", "compare", "register", "promote")
+    for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     for model in ("resnet18", "resnet50", "cnn"):
         for data in ("noisy", "clean"):
@@ -53,6 +54,7 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     for png in ("contact_sheet.png", "parameters.png", "out_of_plane.png"):
         assert (art / "report" / png).stat().st_size > 1000
     assert not (art / ".partial").exists()
+    assert not json.loads((art / "models" / "tuned" / "status.json").read_text())["trained"]
     metrics = _sh(["dvc", "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"textures": 30' in metrics.stdout, metrics.stdout
     assert "resnet18_noisy_below_half_chance" in metrics.stdout

@@ -279,8 +279,16 @@ def verify(
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", help="resnet18, resnet50 or cnn")],
-    data: Annotated[str, typer.Option("--data", help="training data: noisy or clean")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="resnet18, resnet50, cnn (or a timm name)")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="training data: noisy or clean")
+    ] = None,
+    tuned: Annotated[
+        Path | None,
+        typer.Option("--tuned", help="train the best trial of a study (tuned.yaml) instead"),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
     resume: Annotated[
@@ -292,13 +300,32 @@ def train(
 ) -> None:
     """Train one (model, training data) run, evaluate it on every Ts, log it to MLflow.
 
-    Runs as DDP when launched by ``torchrun --nproc_per_node=N``.
+    Runs as DDP when launched by ``torchrun --nproc_per_node=N``. With ``--tuned FILE`` the
+    model, data and training settings come from a study's tuned.yaml and the run is written
+    under artifacts/{models,eval}/tuned/ (a file no study has written yet: nothing to do).
     """
     from spinfer.train.loop import Dist, check_run, train_run
 
+    root = params.resolve().parent
+    if tuned is not None:
+        from spinfer.tune import load_tuned, tuned_overrides
+
+        settings = load_tuned(tuned)
+        if settings is None:
+            _no_tuned_run(root, tuned)
+            return
+        model, data = settings["model"], settings["data"]
+        base = _config(params, overrides)
+        overrides = [
+            *(overrides or []),
+            *tuned_overrides(settings, base),
+            f"train.out={base.train.out}/tuned",
+            f"train.eval_out={base.train.eval_out}/tuned",
+        ]
+    if model is None or data is None:
+        raise typer.BadParameter("give --model and --data, or --tuned FILE")
     cfg = _config(params, overrides)
     check_run(model, data)
-    root = params.resolve().parent
     try:
         result = train_run(cfg, model, data, root)
         if Dist.from_env().main:
@@ -319,6 +346,48 @@ def train(
 
         if tdist.is_available() and tdist.is_initialized():
             tdist.destroy_process_group()
+
+
+def _no_tuned_run(root: Path, tuned: Path) -> None:
+    """The tuned stage's outputs when no study has written its file yet."""
+    from spinfer.io import atomic_write_text
+
+    note = {"trained": False, "reason": f"{tuned} names no trial yet (run `spinfer tune`)"}
+    for folder in ("artifacts/models/tuned", "artifacts/eval/tuned"):
+        atomic_write_text(root / folder / "status.json", json.dumps(note, indent=2) + "\n")
+    typer.echo(f"train: {note['reason']}; nothing to train", err=True)
+
+
+@app.command()
+def tune(
+    study: Annotated[str, typer.Option("--study", help="study name (created or continued)")],
+    trials: Annotated[int, typer.Option("--trials", help="trials to run now (>= 1)")],
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+) -> None:
+    """Run an Optuna study over architecture and training settings (see params.yaml: tune).
+
+    Kill and rerun to continue; several processes may work on one study at once.
+    """
+    from spinfer.tune import tune as run
+
+    if trials < 1:
+        raise typer.BadParameter(f"--trials must be >= 1, got {trials}")
+    cfg = _config(params, overrides)
+    summary = run(cfg, study, trials, params.resolve().parent, progress=sys.stderr.isatty())
+    typer.echo(
+        f"tune: study {summary.study}: {summary.trials} trials ({summary.complete} complete, "
+        f"{summary.pruned} pruned, {summary.failed} failed)",
+        err=True,
+    )
+    if summary.best_value is None:
+        typer.echo("tune: no trial has completed yet", err=True)
+        return
+    typer.echo(
+        f"tune: best trial {summary.best_trial}: val MAE {summary.best_value:.4f} "
+        f"{json.dumps(summary.best_params)}; written to {summary.best_out}",
+        err=True,
+    )
 
 
 @app.command()

@@ -156,6 +156,36 @@ class TrackingParams:
 
 
 @dataclass(frozen=True)
+class TuneParams:
+    """Optuna studies (``spinfer tune``): search space, budget per trial, storage.
+
+    ``storage``: ``sqlite:///PATH`` (relative paths resolve against params.yaml's folder) or
+    ``journal:PATH`` (an Optuna journal file). ``models`` may name any timm model besides
+    the grid's three. ``lr`` and ``weight_decay`` are log-scale ranges (equal ends fix the
+    value; a weight_decay range starting at 0 is searched linearly); ``cnn_width`` and
+    ``cnn_depth`` are searched only for the CNN. Every trial trains ``epochs`` epochs and
+    reports its validation MAE per epoch to a MedianPruner that waits for
+    ``startup_trials`` finished trials and ``warmup_epochs`` epochs. The best trial's
+    settings go to ``best_out``, which the ``tuned`` stage of dvc.yaml retrains.
+    """
+
+    storage: str = "sqlite:///artifacts/tune/optuna.db"
+    experiment: str = "spinfer-tune"
+    models: tuple[str, ...] = ("resnet18", "resnet50", "cnn")
+    training_data: tuple[str, ...] = ("noisy", "clean")
+    lr: tuple[float, float] = (1e-5, 3e-3)
+    batch_size: tuple[int, ...] = (16, 32, 64)
+    weight_decay: tuple[float, float] = (1e-6, 1e-2)
+    cnn_width: tuple[int, int] = (8, 64)
+    cnn_depth: tuple[int, int] = (2, 5)
+    epochs: int = 4
+    startup_trials: int = 3
+    warmup_epochs: int = 1
+    seed: int = 0
+    best_out: str = "tuned.yaml"
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str = "default"
     base: BaseParams = field(default_factory=BaseParams)
@@ -167,6 +197,7 @@ class Params:
     noise: NoiseParams = field(default_factory=NoiseParams)
     train: TrainParams = field(default_factory=TrainParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
+    tune: TuneParams = field(default_factory=TuneParams)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params) if f.name != "profile")
@@ -328,14 +359,16 @@ def _check(p: Params) -> None:
         raise ConfigError("preview.textures and preview.cols must be >= 1")
     _check_dataset(p.dataset)
     _check_noise(p.noise)
-    _check_train(p.train)
+    _check_tune(p.tune)
+    _check_train(p.train, p.tune.models)
 
 
-def _check_train(t: TrainParams) -> None:
-    unknown = sorted(set(t.epochs) - set(MODEL_NAMES))
+def _check_train(t: TrainParams, tuned_models: tuple[str, ...] = ()) -> None:
+    known = [*MODEL_NAMES, *(m for m in tuned_models if m not in MODEL_NAMES)]
+    unknown = sorted(set(t.epochs) - set(known))
     if unknown:
         raise ConfigError(
-            f"train.epochs: unknown model '{unknown[0]}' (known: {', '.join(MODEL_NAMES)})"
+            f"train.epochs: unknown model '{unknown[0]}' (known: {', '.join(known)})"
         )
     if any(e < 1 for e in t.epochs.values()):
         raise ConfigError("train.epochs must be >= 1 for every model")
@@ -402,3 +435,23 @@ def load_params(path: Path | str = "params.yaml", overrides: Iterable[str] = ())
 def to_dict(params: Params) -> dict[str, Any]:
     """The resolved configuration as plain data (for logging and reports)."""
     return dataclasses.asdict(params)
+
+
+def _check_tune(t: TuneParams) -> None:
+    if not t.storage.startswith(("sqlite:///", "journal:")):
+        raise ConfigError(
+            f"tune.storage: unknown storage '{t.storage}' (use sqlite:///PATH or journal:PATH)"
+        )
+    unknown = sorted(set(t.training_data) - set(TRAINING_DATA))
+    if unknown:
+        raise ConfigError(f"tune.training_data: unknown '{unknown[0]}' (known: noisy, clean)")
+    for name in ("lr", "weight_decay", "cnn_width", "cnn_depth"):
+        lo, hi = getattr(t, name)
+        if lo > hi:
+            raise ConfigError(f"tune.{name}: inverted range [{lo}, {hi}]")
+    if t.lr[0] <= 0 or t.weight_decay[0] < 0 or t.cnn_width[0] < 1 or t.cnn_depth[0] < 1:
+        raise ConfigError("tune needs lr > 0, weight_decay >= 0, cnn_width and cnn_depth >= 1")
+    if min(t.batch_size) < 1:
+        raise ConfigError("tune.batch_size: every batch size must be >= 1")
+    if t.epochs < 1 or t.startup_trials < 0 or t.warmup_epochs < 0:
+        raise ConfigError("tune needs epochs >= 1, startup_trials >= 0, warmup_epochs >= 0")
