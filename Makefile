@@ -25,6 +25,7 @@ setup: $(STAMP) ## create .venv and install spinfer with pinned dependencies
 	@$(BIN)/dvc config --local core.check_update false >/dev/null 2>&1 || true
 
 run: setup ## run the main job (dvc repro) on the small default profile
+	$(BIN)/dvc pull -q data.dvc   # the experimental-image sample, from the in-repo remote
 	$(BIN)/dvc repro
 	@echo "done: see artifacts/ (dvc status is clean)"
 

@@ -31,7 +31,14 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["profile"] = "tiny"
+    raw["spleem"].update(
+        {"sample_size": [40, 48], "sample_dmi_over_dipolar": [2.0, -2.0], "stride": 8}
+    )
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    from spinfer.config import load_params
+    from spinfer.spleem.sample import make_sample
+
+    make_sample(load_params(work / "params.yaml"), work / "data" / "spleem")  # plays data/
     for cmd in (
         ["git", "init", "-q"],
         ["dvc", "init", "-q"],
@@ -40,7 +47,8 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
         assert _sh(cmd, work).returncode == 0
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
-    stages = ("generate", "split", "noise", "report", "tuned", "compare", "register", "promote")
+    stages = ("generate", "split", "noise", "report", "tuned", "compare", "register", "promote",
+              "spleem")  # fmt: skip
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     for model in ("resnet18", "resnet50", "cnn"):
@@ -55,6 +63,9 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
         assert (art / "report" / png).stat().st_size > 1000
     assert not (art / ".partial").exists()
     assert not json.loads((art / "models" / "tuned" / "status.json").read_text())["trained"]
+    spleem = json.loads((art / "metrics" / "spleem.json").read_text())
+    assert set(spleem) == {"lam_p2.0", "lam_m2.0"} and spleem["lam_p2.0"]["panels"] == 20
+    assert (art / "spleem" / "spleem_fig4.png").stat().st_size > 5000
     metrics = _sh(["dvc", "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"textures": 30' in metrics.stdout, metrics.stdout
     assert "resnet18_noisy_below_half_chance" in metrics.stdout

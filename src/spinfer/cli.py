@@ -499,6 +499,113 @@ def predict(
         typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
 
 
+spleem_app = typer.Typer(
+    help="Experimental (SPLEEM-like) images: the shipped sample and estimates.",
+    no_args_is_help=True,
+)
+app.add_typer(spleem_app, name="spleem")
+
+
+@spleem_app.command("sample")
+def spleem_sample(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="folder (default spleem.data)")] = None,
+) -> None:
+    """Write the experimental-like sample: simulated textures through the forward model."""
+    from spinfer.spleem.sample import make_sample
+
+    cfg = _config(params, overrides)
+    folder = out or params.resolve().parent / cfg.spleem.data
+    sets = make_sample(cfg, folder, progress=sys.stderr.isatty())
+    typer.echo(f"spleem sample: {len(sets)} sets in {folder}", err=True)
+
+
+@spleem_app.command("estimate")
+def spleem_estimate(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="folder of image sets (default spleem.data)")
+    ] = None,
+    channels: Annotated[
+        list[Path] | None,
+        typer.Option("--channels", help="three grey-scale images Sx Sy Sz (one set)"),
+    ] = None,
+    wheel: Annotated[Path | None, typer.Option("--wheel", help="one colour-wheel image")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="model URI (default spleem.model)")
+    ] = None,
+    stride: Annotated[int | None, typer.Option("--stride", help="panel stride (px)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="folder (default spleem.out; artifacts/spleem_adhoc for --channels/--wheel)",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    metrics: Annotated[
+        Path | None, typer.Option("--metrics", help="also write the aggregates here (DVC)")
+    ] = None,
+) -> None:
+    """Estimate lambda, K, D (model units and meV) per panel and per set, fit the domain
+    walls, re-simulate at the estimate; figures, tables and an MLflow run."""
+    import shutil
+    import tempfile
+
+    from spinfer.spleem.estimate import estimate_all
+
+    extra = list(overrides or [])
+    if stride is not None:
+        extra.append(f"spleem.stride={stride}")
+    if out is None and (channels or wheel):  # not the pipeline's output folder
+        out = params.resolve().parent / "artifacts" / "spleem_adhoc"
+    if out is not None:
+        extra.append(f"spleem.out={out.resolve()}")
+    cfg = _config(params, extra)
+    root = params.resolve().parent
+    scratch = None
+    if channels or wheel:
+        if channels and len(channels) != 3:
+            raise typer.BadParameter("--channels takes exactly three images (Sx, Sy, Sz)")
+        scratch = Path(tempfile.mkdtemp(prefix="spinfer-spleem-"))
+        name = (channels[0] if channels else wheel).stem
+        folder = scratch / (name if name not in ("sx", "wheel") else "image")
+        folder.mkdir()
+        for src, stem in zip(channels or [wheel], ("sx", "sy", "sz") if channels else ("wheel",),
+                             strict=True):  # fmt: skip
+            if not src.is_file():
+                raise InputError(f"{src}: no such file")
+            (folder / f"{stem}{src.suffix}").symlink_to(src.resolve())
+        data = scratch
+    try:
+        results = estimate_all(cfg, root, data, model, "channels" if not wheel else "wheel")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if metrics is not None:
+        from spinfer.io import atomic_write_text
+        from spinfer.spleem.estimate import metrics_of
+
+        atomic_write_text(metrics, json.dumps(metrics_of(results), indent=2) + "\n")
+    if as_json:
+        _echo_json({r.name: r.summary() for r in results})
+        return
+    for r in results:
+        m, sd = r.mean, r.std
+        line = (
+            f"{r.name} ({r.source}, {len(r.table)} panels): "
+            + ", ".join(f"{k} {m[k]:.4g} ± {sd[k]:.2g}" for k in ("lambda", "K", "D"))
+            + f"; J {m['J_meV']:.3g} meV, lambda {m['lambda_meV']:.3g} meV, "
+            + f"K {m['K_meV']:.3g} meV; wall w {r.walls['w_px']:.2f} px "
+            + f"({r.walls['width_nm']:.0f} nm)"
+        )
+        if r.truth:
+            line += " | truth " + ", ".join(f"{k} {r.truth[k]:.4g}" for k in ("lambda", "K", "D"))
+        typer.echo(line)
+
+
 def main() -> None:
     """Console entry point: run the app with one-line errors."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

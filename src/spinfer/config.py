@@ -186,6 +186,44 @@ class TuneParams:
 
 
 @dataclass(frozen=True)
+class SpleemParams:
+    """Experimental (SPLEEM-like) images: where they are, how they are read, the film.
+
+    ``data`` holds one folder per image set: sx/sy/sz grey-scale images (any common format,
+    8 or 16 bit) and/or wheel.<ext> (colour wheel), optionally truth.json. Panels of the
+    model's size are cut on a grid with ``stride`` pixels and kept when ``min_trusted`` of
+    their pixels are trusted (calibrated vector at least ``min_norm`` long). Film constants
+    (monolayers, Bohr magnetons, Angstrom) give the meV scale D_L; ``pixel_nm`` the wall
+    width in nm. ``sample_*`` describe the shipped experimental-like sample
+    (``spinfer spleem sample``): textures simulated at known parameters on a
+    ``sample_size`` lattice, one site per pixel, through the forward model (PSF blur,
+    per-channel contrast and offset, shot noise at ``sample_counts`` electrons per pixel).
+    """
+
+    data: str = "data/spleem"
+    out: str = "artifacts/spleem"
+    experiment: str = "spinfer-spleem"
+    model: str = "models:/spinfer@champion"
+    stride: int = 50
+    min_norm: float = 0.3
+    min_trusted: float = 0.9
+    pixel_nm: float = 25.0
+    d_co: float = 2.0
+    d_ni: float = 6.0
+    mu_co: float = 1.7
+    mu_ni: float = 0.6
+    lattice_a: float = 2.49
+    resimulate: bool = True
+    sample_size: tuple[int, int] = (370, 400)
+    sample_dipolar: float = 0.07
+    sample_anisotropy_over_kshape: float = 1.05
+    sample_dmi_over_dipolar: tuple[float, ...] = (2.0, 0.0, -2.0)
+    sample_psf_sigma: float = 0.8
+    sample_counts: float = 200.0
+    sample_seed: int = 2020
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str = "default"
     base: BaseParams = field(default_factory=BaseParams)
@@ -198,6 +236,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
     tune: TuneParams = field(default_factory=TuneParams)
+    spleem: SpleemParams = field(default_factory=SpleemParams)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params) if f.name != "profile")
@@ -360,6 +399,7 @@ def _check(p: Params) -> None:
     _check_dataset(p.dataset)
     _check_noise(p.noise)
     _check_tune(p.tune)
+    _check_spleem(p.spleem)
     _check_train(p.train, p.tune.models)
 
 
@@ -455,3 +495,12 @@ def _check_tune(t: TuneParams) -> None:
         raise ConfigError("tune.batch_size: every batch size must be >= 1")
     if t.epochs < 1 or t.startup_trials < 0 or t.warmup_epochs < 0:
         raise ConfigError("tune needs epochs >= 1, startup_trials >= 0, warmup_epochs >= 0")
+
+
+def _check_spleem(s: SpleemParams) -> None:
+    if s.stride < 1 or not 0 < s.min_norm < 1 or not 0 < s.min_trusted <= 1:
+        raise ConfigError("spleem needs stride >= 1, 0 < min_norm < 1, 0 < min_trusted <= 1")
+    if min(s.d_co, s.d_ni, s.mu_co, s.mu_ni) < 0 or s.lattice_a <= 0 or s.pixel_nm <= 0:
+        raise ConfigError("spleem film constants must be >= 0 (lattice_a, pixel_nm > 0)")
+    if min(s.sample_size) < 1 or s.sample_psf_sigma < 0 or s.sample_counts <= 0:
+        raise ConfigError("spleem.sample_* need size >= 1, psf_sigma >= 0, counts > 0")

@@ -1,0 +1,1 @@
+"""Experimental (SPLEEM-like) images: ingest, physical units, domain-wall fits."""

@@ -1,0 +1,169 @@
+"""SPLEEM-style images -> unit-vector maps (Sx, Sy, Sz) with a mask of untrusted pixels.
+
+Two inputs: three grey-scale channel images (Sx, Sy, Sz; 8- or 16-bit, any format Pillow
+reads, or .npy) or one colour-wheel image. Grey levels are calibrated per channel to
+[-1, 1] robustly, by the ``lo``/``hi`` percentiles (saturated or dead pixels do not set the
+scale), then every pixel is renormalized. A pixel is masked when it is not finite or its
+calibrated vector is shorter than ``min_norm`` (no direction can be trusted there).
+
+Colour wheel (``wheel_rgb`` renders it): hue = in-plane angle atan2(Sy, Sx); +z fades to
+white and -z to black (HSV: S = 1 - Sz, V = 1 for Sz >= 0; S = 1, V = 1 + Sz below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spinfer.errors import InputError
+
+MIN_SIZE = 100
+
+
+@dataclass(frozen=True)
+class SpinMap:
+    spins: np.ndarray  # (Lx, Ly, 3) float32 unit vectors (masked pixels: 0, 0, 1)
+    mask: np.ndarray  # (Lx, Ly) bool, True = trusted
+    source: str
+
+
+def read_grey(path: Path | str) -> np.ndarray:
+    """One channel image as float64 (2-D); colour images are averaged to grey."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                arr = np.asarray(img)
+    except Exception as exc:  # Pillow/numpy raise many types for unreadable files
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__})") from None
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(axis=-1)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2-D image, got shape {arr.shape}")
+    return arr
+
+
+def calibrate(channel: np.ndarray, lo: float = 1.0, hi: float = 99.0) -> np.ndarray:
+    """Grey levels -> [-1, 1] by the lo/hi percentiles of the finite pixels."""
+    finite = np.isfinite(channel)
+    if not finite.any():
+        return np.full_like(channel, np.nan)
+    a, b = np.percentile(channel[finite], [lo, hi])
+    if b <= a:
+        return np.zeros_like(channel)
+    return np.clip(2.0 * (channel - a) / (b - a) - 1.0, -1.0, 1.0)
+
+
+def _finish(vec: np.ndarray, source: str, min_norm: float) -> SpinMap:
+    norm = np.linalg.norm(vec, axis=-1)
+    mask = np.isfinite(norm) & (norm >= min_norm)
+    if not mask.any():
+        raise InputError(f"{source}: every pixel is masked (no usable contrast)")
+    spins = np.zeros_like(vec)
+    spins[..., 2] = 1.0
+    spins[mask] = vec[mask] / norm[mask, None]
+    return SpinMap(spins.astype(np.float32), mask, source)
+
+
+def _check_size(shape: tuple[int, ...], source: str, min_size: int) -> None:
+    if shape[0] < min_size or shape[1] < min_size:
+        raise InputError(
+            f"{source}: image is {shape[0]}x{shape[1]}, smaller than {min_size}x{min_size}"
+        )
+
+
+def from_channels(
+    sx: Path | str, sy: Path | str, sz: Path | str, min_norm: float = 0.3, min_size: int = MIN_SIZE
+) -> SpinMap:
+    """Three grey-scale channel images -> a calibrated, renormalized SpinMap."""
+    chans = [read_grey(p) for p in (sx, sy, sz)]
+    shapes = {c.shape for c in chans}
+    if len(shapes) != 1:
+        sizes = ", ".join(
+            f"{Path(p).name} {c.shape}" for p, c in zip((sx, sy, sz), chans, strict=True)
+        )
+        raise InputError(f"channels differ in shape: {sizes}")
+    _check_size(chans[0].shape, str(sx), min_size)
+    vec = np.stack([calibrate(c) for c in chans], axis=-1)
+    return _finish(vec, str(sx), min_norm)
+
+
+def wheel_rgb(spins: np.ndarray) -> np.ndarray:
+    """(Lx, Ly, 3) unit spins -> (Lx, Ly, 3) RGB in [0, 1] on the colour wheel."""
+    from matplotlib.colors import hsv_to_rgb
+
+    sz = np.clip(spins[..., 2], -1.0, 1.0)
+    hue = (np.arctan2(spins[..., 1], spins[..., 0]) / (2 * np.pi)) % 1.0
+    sat = np.where(sz >= 0, 1.0 - sz, 1.0)
+    val = np.where(sz >= 0, 1.0, 1.0 + sz)
+    return hsv_to_rgb(np.stack([hue, sat, val], axis=-1))
+
+
+def from_wheel(path: Path | str, min_norm: float = 0.3, min_size: int = MIN_SIZE) -> SpinMap:
+    """A colour-wheel image (RGB, 8 or 16 bit) -> SpinMap (inverse of ``wheel_rgb``)."""
+    from matplotlib.colors import rgb_to_hsv
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        if path.suffix == ".npy":
+            rgb = np.load(path, allow_pickle=False).astype(np.float64)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                raw = np.asarray(img.convert("RGB") if img.mode not in ("RGB", "I;16") else img)
+            rgb = raw.astype(np.float64) / (65535.0 if raw.dtype == np.uint16 else 255.0)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__})") from None
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise InputError(f"{path}: expected an RGB image, got shape {rgb.shape}")
+    _check_size(rgb.shape, str(path), min_size)
+    rgb = rgb[..., :3]
+    finite = np.isfinite(rgb).all(axis=-1)
+    hsv = rgb_to_hsv(np.clip(np.where(finite[..., None], rgb, 0.0), 0.0, 1.0))
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    sz = np.where(val < 1.0 - 1e-6, val - 1.0, 1.0 - sat)
+    inplane = np.sqrt(np.clip(1.0 - sz**2, 0.0, 1.0))
+    phi = 2 * np.pi * hue
+    vec = np.stack([inplane * np.cos(phi), inplane * np.sin(phi), sz], axis=-1)
+    vec[~finite] = np.nan
+    return _finish(vec, str(path), min_norm)
+
+
+def panel_grid(
+    shape: tuple[int, int], size: int = MIN_SIZE, stride: int = MIN_SIZE
+) -> list[tuple[int, int]]:
+    """Top-left corners of every size x size panel on a grid with the given stride."""
+    if stride < 1:
+        raise InputError(f"stride must be >= 1, got {stride}")
+    return [
+        (x, y)
+        for x in range(0, shape[0] - size + 1, stride)
+        for y in range(0, shape[1] - size + 1, stride)
+    ]
+
+
+def panels(
+    spin_map: SpinMap, size: int = MIN_SIZE, stride: int = MIN_SIZE, min_trusted: float = 0.9
+):
+    """(P, size, size, 3) panels with at least ``min_trusted`` trusted pixels, and corners."""
+    corners = [
+        (x, y)
+        for x, y in panel_grid(spin_map.mask.shape, size, stride)
+        if spin_map.mask[x : x + size, y : y + size].mean() >= min_trusted
+    ]
+    if not corners:
+        raise InputError(f"{spin_map.source}: no {size}x{size} panel is {min_trusted:.0%} trusted")
+    tiles = np.stack([spin_map.spins[x : x + size, y : y + size] for x, y in corners])
+    return tiles, corners
