@@ -606,6 +606,44 @@ def spleem_estimate(
         typer.echo(line)
 
 
+doctor_app = typer.Typer(help="Checks of the platform itself.", no_args_is_help=True)
+app.add_typer(doctor_app, name="doctor")
+
+
+@doctor_app.command("faults")
+def doctor_faults(
+    slow: Annotated[bool, typer.Option("--slow", help="also the scenarios over a minute")] = False,
+    scenario: Annotated[
+        list[str] | None, typer.Option("--scenario", help="run only these (repeatable)")
+    ] = None,
+    work: Annotated[
+        Path | None, typer.Option("--dir", help="scratch folder (default: a temporary one)")
+    ] = None,
+) -> None:
+    """Inject faults and bad input into the real components; print a scoreboard.
+
+    Exit 1 when a scenario fails or data was lost.
+    """
+    import shutil
+    import tempfile
+
+    from spinfer.doctor import run_scenarios, scoreboard
+
+    root = work or Path(tempfile.mkdtemp(prefix="spinfer-doctor-"))
+    outcomes = []
+    try:
+        for outcome in run_scenarios(root, scenario, slow):
+            outcomes.append(outcome)
+            mark = "pass" if outcome.passed else "FAIL"
+            typer.echo(f"[{mark}] {outcome.scenario}: {outcome.observed}", err=True)
+    finally:
+        if work is None:
+            shutil.rmtree(root, ignore_errors=True)
+    typer.echo(scoreboard(outcomes))
+    if not all(o.passed for o in outcomes) or any(o.lost_data for o in outcomes):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point: run the app with one-line errors."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -613,7 +651,12 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     debug = os.environ.get("SPINFER_TRACEBACK") == "1"
     try:
-        app(standalone_mode=False)
+        # typer turns Ctrl-C and typer.Exit into a returned exit code in this mode
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            if code == 130:
+                typer.echo("error: interrupted", err=True)
+            sys.exit(code)
     except SpinferError as exc:
         if debug:
             raise
@@ -632,6 +675,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # disk full, permissions, a file that vanished
+        if debug:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        typer.echo(f"error: cannot access{where}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     except click_exc.ClickException as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)

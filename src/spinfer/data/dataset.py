@@ -27,6 +27,23 @@ from spinfer.errors import InputError
 NOISE_VARIANTS = ("clean", "noisy")
 
 
+UNIT_TOLERANCE = 1e-2  # |S| - 1 allowed in a stored texture (float16 storage included)
+
+
+def check_block(block: np.ndarray, start: int, where: str) -> None:
+    """Refuse textures holding NaN/inf or vectors far from unit length (zero vectors too),
+    naming the first bad texture: they would turn the loss into NaN."""
+    finite = np.isfinite(block).all(axis=(1, 2, 3))
+    with np.errstate(invalid="ignore"):
+        norm = np.linalg.norm(block.astype(np.float32), axis=-1)
+        off = np.abs(norm - 1.0).max(axis=(1, 2))
+    bad = ~finite | ~(off <= UNIT_TOLERANCE)
+    if bad.any():
+        i = int(np.argmax(bad))
+        what = "NaN or infinite values" if not finite[i] else f"|S| off by {off[i]:.3g}"
+        raise InputError(f"{where}: texture {start + i} holds {what}")
+
+
 class TextureDataset(Dataset):
     """Rows ``index`` of the (N, L, L, 3) array ``array`` in the store at ``store``."""
 
@@ -75,6 +92,7 @@ class TextureDataset(Dataset):
         if block is None:
             start = k * self.shard_size
             block = self._open()[start : start + self.shard_size]
+            check_block(block, start, f"{self.store}/{self.array_path}")
             self._shards[k] = block
             while len(self._shards) > self._cached:
                 self._shards.popitem(last=False)

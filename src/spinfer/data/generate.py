@@ -20,10 +20,11 @@ import hashlib
 import json
 import logging
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from distributed.diagnostics.plugin import WorkerPlugin
 from tqdm import tqdm
 
 import spinfer
@@ -249,6 +251,16 @@ def _read_markers(done_dir: Path) -> dict[int, dict[str, Any]]:
     return markers
 
 
+class IgnoreSigint(WorkerPlugin):
+    """Dask worker plugin: a worker (also a restarted one) ignores SIGINT."""
+
+    name = "spinfer-ignore-sigint"
+
+    def setup(self, worker) -> None:
+        with suppress(ValueError):  # not the main thread: nothing to do
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     """A Dask client on an existing scheduler, or on a LocalCluster of 1-thread processes."""
@@ -274,7 +286,14 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
-        yield client
+        # Ctrl-C reaches the whole process group: the workers ignore it (this process shuts
+        # them down), and here it interrupts the wait (distributed replaces the handler)
+        client.register_plugin(IgnoreSigint())
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield client
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
 from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset
 from spinfer.data.store import MANIFEST
 from spinfer.data.symmetry import random_symmetry
-from spinfer.errors import ConfigError, InputError, TrainingDiverged
+from spinfer.errors import ConfigError, InputError, SpinferError, TrainingDiverged
 from spinfer.train.models import build_model, count_parameters, is_known_model
 
 
@@ -142,10 +142,17 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
+    """Write a checkpoint next to ``path`` and rename it into place: a failed write (disk
+    full, file size limit) leaves the previous file as it was and says so in one line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports failed writes as RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or "the write failed (disk full?)"
+        raise SpinferError(f"cannot write checkpoint {path}: {reason}") from None
 
 
 @dataclass
@@ -209,7 +216,7 @@ def _epoch_pass(
             loss = loss_fn(pred, y)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"the {'training' if training else 'validation'} loss is {float(loss)}"
+                f"the {'training' if training else 'validation'} loss is {float(loss.detach())}"
             )
         if training:
             optimizer.zero_grad(set_to_none=True)
