@@ -276,19 +276,21 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         with client:
             yield client
         return
-    with (
-        LocalCluster(
+    try:
+        cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address="127.0.0.1:0",  # a free port: never clashes
             silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    except (RuntimeError, OSError) as exc:  # e.g. a worker process killed while starting
+        raise SpinferError(f"the local Dask cluster failed to start ({exc}); rerun") from None
+    with cluster, Client(cluster) as client:
         # Ctrl-C reaches the whole process group: the workers ignore it (this process shuts
         # them down), and here it interrupts the wait (distributed replaces the handler)
-        client.register_plugin(IgnoreSigint())
+        with suppress(OSError):  # a worker died meanwhile: the scheduler still holds
+            client.register_plugin(IgnoreSigint())  # the plugin for its replacement
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             yield client
