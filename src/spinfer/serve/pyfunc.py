@@ -52,13 +52,15 @@ def check_spins(spins: Any, size: int, max_batch: int = MAX_BATCH) -> np.ndarray
         raise InputRejected(
             f"images must be at least {size}x{size}, got {arr.shape[1]}x{arr.shape[2]}"
         )
-    if not np.isfinite(arr).all():
-        raise InputRejected("input holds NaN or infinite values")
+    finite = np.isfinite(arr).all(axis=(1, 2, 3))
+    if not finite.all():
+        raise InputRejected(f"image {int(np.argmin(finite))} holds NaN or infinite values")
     norm = np.linalg.norm(arr, axis=-1, keepdims=True)
-    worst = float(np.abs(norm - 1.0).max())
-    if worst > UNIT_TOLERANCE:
+    off = np.abs(norm - 1.0).max(axis=(1, 2, 3))
+    if off.max() > UNIT_TOLERANCE:
+        i = int(np.argmax(off))
         raise InputRejected(
-            f"spins must be unit vectors (|S| deviates by up to {worst:.3g}, "
+            f"image {i}: spins must be unit vectors (|S| deviates by up to {off[i]:.3g}, "
             f"tolerance {UNIT_TOLERANCE})"
         )
     return arr / norm
