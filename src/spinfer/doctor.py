@@ -341,6 +341,35 @@ def generation_worker_killed(lab: Lab) -> Outcome:
     )
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                out[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = _parents()
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == current]
+        found += children
+        frontier += children
+    return found
+
+
+def _wait_gone(pids: list[int], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)
+
+
 def _worker_pids(parent: int) -> list[int]:
     """Dask worker processes of a LocalCluster: spawned children of ``parent``."""
     out = []
@@ -497,11 +526,18 @@ def train_disk_full(lab: Lab) -> Outcome:
     ok, seen = _one_line_error(second, "cannot write")
     after = {p.name: _sha(p) for p in run_dir.glob("*.pt")}
     stray = [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
-    intact = after == before and not stray
+    import sqlite3
+
+    db = sqlite3.connect(lab.root / "mlruns" / "mlflow.db")
+    try:
+        db_ok = db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+    intact = after == before and not stray and db_ok
     return Outcome(
         "disk full while checkpointing",
         "one-line error; checkpoints intact",
-        f"{seen}; intact={intact}; stray={stray}",
+        f"{seen}; checkpoints and MLflow db intact={intact}; stray={stray}",
         ok and intact,
         lost_data=after != before,
     )
@@ -672,15 +708,23 @@ def no_network(lab: Lab) -> Outcome:
     )
 
 
-def train_sigkill_resume(lab: Lab) -> Outcome:
-    """SIGKILL training mid-run, relaunch: it resumes from last.pt and ends where an
-    uninterrupted run ends (CPU is deterministic)."""
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+
+
+def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
+    """SIGKILL a training launch once its first checkpoint exists, relaunch it: it resumes
+    from last.pt and ends where an uninterrupted launch ends (CPU is deterministic)."""
     import torch
 
     lab.data()
+    env = {**lab.env(), "OMP_NUM_THREADS": "1"}
 
-    def args(out: str) -> list[str]:
+    def cmd(out: str) -> list[str]:
         return [
+            sys.executable,
+            *launcher,
+            "-m",
+            "spinfer.cli",
             "train",
             "--params",
             str(lab.params_path),
@@ -690,33 +734,124 @@ def train_sigkill_resume(lab: Lab) -> Outcome:
             "noisy",
             "--no-evaluate",
             "--set",
-            f"train.out={out}",
+            f"train.out=artifacts/{tag}_{out}",
             "--set",
             "train.epochs={cnn: 4}",
         ]
 
-    whole = lab.cli(*args("artifacts/whole_models"))
-    proc = lab.spawn([sys.executable, "-m", "spinfer.cli", *args("artifacts/killed_models")])
-    last = lab.art / "killed_models" / "cnn-noisy" / "last.pt"
+    def run(out: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            cmd(out), capture_output=True, text=True, timeout=600, env=env, cwd=lab.root
+        )
+
+    for out in ("whole", "killed"):  # a rerun of the scenario starts from nothing
+        shutil.rmtree(lab.art / f"{tag}_{out}", ignore_errors=True)
+    whole = run("whole")
+    proc = subprocess.Popen(
+        cmd("killed"),
+        env=env,
+        cwd=lab.root,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lab._procs.append(proc)
+    last = lab.art / f"{tag}_killed" / "cnn-noisy" / "last.pt"
     deadline = time.monotonic() + 300
     while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    victims = [proc.pid, *_descendants(proc.pid)]  # torchrun's ranks may sit in
+    for pid in victims:  # their own process groups: kill every process of the job
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    _wait_gone(victims)
     done = torch.load(last, weights_only=False)["state"]["epoch"] if last.is_file() else None
-    again = lab.cli(*args("artifacts/killed_models"))
-    a = torch.load(lab.art / "whole_models/cnn-noisy/last.pt", weights_only=False)["state"]
+    again = run("killed")
+    a = torch.load(lab.art / f"{tag}_whole/cnn-noisy/last.pt", weights_only=False)["state"]
     b = torch.load(last, weights_only=False)["state"]
     same = [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+    import re
+
+    at = re.search(r"\(resumed at (\d+)\)", again.stderr + again.stdout)
+    resumed = at is not None and 1 <= int(at.group(1)) < 4  # ranks may finish one more
     ok = whole.returncode == 0 and again.returncode == 0 and done is not None and done < 4
-    ok = ok and "resumed at" in again.stderr and same
+    ok = ok and resumed and same
     return Outcome(
-        "SIGKILL training, relaunch",
-        "resumes; final metrics equal uninterrupted",
-        f"killed after epoch {done}; relaunch exit {again.returncode}; "
-        f"val losses identical={same}",
+        f"SIGKILL training ({tag}), relaunch",
+        "resumes from last.pt; final metrics equal an uninterrupted run",
+        f"killed after epoch {done}; relaunch exit {again.returncode}, "
+        f"resumed={resumed}; val losses identical={same}",
         ok,
         lost_data=not same,
+    )
+
+
+def train_sigkill_resume(lab: Lab) -> Outcome:
+    return _kill_and_resume(lab, (), "single")
+
+
+def train_sigkill_resume_torchrun(lab: Lab) -> Outcome:
+    return _kill_and_resume(lab, TORCHRUN, "torchrun")
+
+
+def study_two_workers(lab: Lab) -> Outcome:
+    """Two processes on one study at once: every trial and MLflow run recorded, one parent."""
+    import mlflow
+    import optuna
+
+    from spinfer.tracking import resolve_uri
+    from spinfer.tune import open_storage
+
+    lab.data()
+    small = [
+        "--set",
+        "tune.models=[cnn]",
+        "--set",
+        "tune.batch_size=[8]",
+        "--set",
+        "tune.epochs=2",
+        "--set",
+        "tune.cnn_width=[4, 8]",
+        "--set",
+        "tune.cnn_depth=[1, 2]",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spinfer.cli",
+        "tune",
+        "--params",
+        str(lab.params_path),
+        "--study",
+        "pair",
+        "--trials",
+        "2",
+        *small,
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd, env=lab.env(), cwd=lab.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    codes = [p.wait(timeout=600) for p in procs]
+    params = lab.params()
+    study = optuna.load_study(study_name="pair", storage=open_storage(params.tune, lab.root))
+    states = sorted(t.state.name for t in study.trials)
+    client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, lab.root))
+    exp = client.get_experiment_by_name(params.tune.experiment)
+    query = "tags.`optuna.study` = 'pair'"
+    parents = client.search_runs([exp.experiment_id], f"{query} and tags.kind = 'study'")
+    trials = client.search_runs([exp.experiment_id], f"{query} and tags.kind = 'trial'")
+    ok = codes == [0, 0] and len(states) == 4 and set(states) <= {"COMPLETE", "PRUNED"}
+    ok = ok and len(parents) == 1 and len(trials) == 4
+    return Outcome(
+        "two workers on one Optuna study",
+        "4 trials, 4 nested runs, 1 parent",
+        f"exit {codes}; trials {states}; {len(parents)} parent, {len(trials)} runs",
+        ok,
+        lost_data=len(trials) < 4,
     )
 
 
@@ -818,7 +953,9 @@ SCENARIOS: dict[str, tuple[Scenario, bool]] = {  # name -> (function, slow)
     "generation_sigint_rerun": (generation_sigint_rerun, False),
     "generation_worker_killed": (generation_worker_killed, False),
     "train_sigkill_resume": (train_sigkill_resume, False),
+    "train_sigkill_resume_torchrun": (train_sigkill_resume_torchrun, False),
     "study_worker_killed": (study_worker_killed, False),
+    "study_two_workers": (study_two_workers, False),
 }
 
 
