@@ -795,6 +795,11 @@ def train_sigkill_resume_torchrun(lab: Lab) -> Outcome:
     return _kill_and_resume(lab, TORCHRUN, "torchrun")
 
 
+# a search space small enough for the tiny profile (both study scenarios)
+SMALL_STUDY = ("--set", "tune.models=[cnn]", "--set", "tune.batch_size=[8]",
+               "--set", "tune.cnn_width=[4, 8]", "--set", "tune.cnn_depth=[1, 2]")  # fmt: skip
+
+
 def study_two_workers(lab: Lab) -> Outcome:
     """Two processes on one study at once: every trial and MLflow run recorded, one parent."""
     import mlflow
@@ -804,18 +809,7 @@ def study_two_workers(lab: Lab) -> Outcome:
     from spinfer.tune import open_storage
 
     lab.data()
-    small = [
-        "--set",
-        "tune.models=[cnn]",
-        "--set",
-        "tune.batch_size=[8]",
-        "--set",
-        "tune.epochs=2",
-        "--set",
-        "tune.cnn_width=[4, 8]",
-        "--set",
-        "tune.cnn_depth=[1, 2]",
-    ]
+    small = [*SMALL_STUDY, "--set", "tune.epochs=2"]
     cmd = [
         sys.executable,
         "-m",
@@ -831,7 +825,7 @@ def study_two_workers(lab: Lab) -> Outcome:
     ]
     procs = [
         subprocess.Popen(
-            cmd, env=lab.env(), cwd=lab.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd, env=lab.env(), cwd=lab.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         for _ in range(2)
     ]
@@ -863,16 +857,7 @@ def study_worker_killed(lab: Lab) -> Outcome:
     from spinfer.tune import open_storage
 
     lab.data()
-    small = [
-        "--set",
-        "tune.models=[cnn]",
-        "--set",
-        "tune.batch_size=[8]",
-        "--set",
-        "tune.cnn_width=[4, 8]",
-        "--set",
-        "tune.cnn_depth=[1, 2]",
-    ]
+    small = list(SMALL_STUDY)
     cmd = ["tune", "--params", str(lab.params_path), "--study", "doctor", *small]
     proc = lab.spawn(
         [sys.executable, "-m", "spinfer.cli", *cmd, "--trials", "3", "--set", "tune.epochs=400"]
