@@ -124,9 +124,20 @@ class TrainParams:
     """Training of the capacity grid {resnet18, resnet50, cnn} x {noisy, clean}.
 
     Kwon et al.: MSE on normalized targets, Adam at 1e-4, batch 200, best-validation
-    checkpoint. ``epochs`` is per model name. ``augment``: a random symmetry of the
-    Hamiltonian per training image (spinfer.data.symmetry). ``device``: auto (CUDA when
-    available), cpu or cuda; ``amp``: bfloat16 autocast on CUDA (ignored on CPU).
+    checkpoint. ``epochs`` is per model name. ``device``: auto (CUDA when available), cpu
+    or cuda; ``amp``: bfloat16 autocast on CUDA (ignored on CPU).
+
+    Symmetry (spinfer.data.symmetry): ``augment`` lists the operations a random element of
+    which is applied to every training image (``true``: all of them, ``false``: none);
+    ``tta`` lists the point operations prediction averages over (``true``: all, ``false``:
+    none). ``inplane_reversal`` maps lambda to -lambda and needs a lambda range symmetric
+    about 0.
+
+    Uncertainty: ``head: gaussian`` predicts a mean and a variance per parameter, trained
+    by the beta-NLL of Seitzer et al. (2022) (``beta`` 0 = plain Gaussian NLL, 1 = the mean
+    learns exactly as under MSE); ``point`` is the paper's MSE regressor. ``ensemble: N``
+    (N >= 2) trains N members seeded base.seed + k and predicts their mixture; ``null``
+    trains one model. The best checkpoint is the one with the lowest validation MSE.
     """
 
     epochs: dict[str, int] = field(
@@ -137,12 +148,43 @@ class TrainParams:
     weight_decay: float = 0.0
     cnn_width: int = 32
     cnn_depth: int = 3
-    augment: bool = True
+    augment: bool | tuple[str, ...] = True
+    tta: bool | tuple[str, ...] = False
+    head: str = "gaussian"
+    beta: float = 1.0
+    ensemble: int | None = None
     loader_workers: int = 0
     device: str = "auto"
     amp: bool = True
     out: str = "artifacts/models"
     eval_out: str = "artifacts/eval"
+
+    @property
+    def augment_ops(self) -> tuple[str, ...]:
+        """The augmentation operations by name (``true`` = all)."""
+        from spinfer.data.symmetry import OPERATIONS
+
+        return _ops(self.augment, OPERATIONS)
+
+    @property
+    def tta_ops(self) -> tuple[str, ...]:
+        """The point operations test-time averaging uses (``true`` = all)."""
+        from spinfer.data.symmetry import OPERATIONS
+
+        return _ops(self.tta, tuple(o for o in OPERATIONS if o != "translate"))
+
+    @property
+    def members(self) -> int:
+        return self.ensemble or 1
+
+
+def _ops(value: bool | tuple[str, ...], every: tuple[str, ...]) -> tuple[str, ...]:
+    if value is True:
+        return every
+    return () if value is False else tuple(value)
+
+
+HEADS = ("point", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -401,6 +443,7 @@ def _check(p: Params) -> None:
     _check_tune(p.tune)
     _check_spleem(p.spleem)
     _check_train(p.train, p.tune.models)
+    _check_symmetric_lambda(p)
 
 
 def _check_train(t: TrainParams, tuned_models: tuple[str, ...] = ()) -> None:
@@ -420,6 +463,30 @@ def _check_train(t: TrainParams, tuned_models: tuple[str, ...] = ()) -> None:
         raise ConfigError("train.loader_workers must be >= 0")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
+    from spinfer.data.symmetry import check_operations
+
+    check_operations(t.augment_ops, "train.augment")
+    check_operations(t.tta_ops, "train.tta", translate=False)
+    if t.head not in HEADS:
+        raise ConfigError(f"train.head: unknown head '{t.head}' (known: {', '.join(HEADS)})")
+    if not 0.0 <= t.beta <= 1.0:
+        raise ConfigError(f"train.beta must lie in [0, 1], got {t.beta}")
+    if t.ensemble is not None and t.ensemble < 2:
+        raise ConfigError(
+            f"train.ensemble: an ensemble needs at least 2 members, got {t.ensemble} "
+            "(null trains a single model)"
+        )
+
+
+def _check_symmetric_lambda(p: Params) -> None:
+    """Reversing lambda must stay inside the trained range."""
+    uses = "inplane_reversal" in (*p.train.augment_ops, *p.train.tta_ops)
+    lo, hi = p.ranges.dmi_over_dipolar
+    if uses and abs(lo + hi) > 1e-12:
+        raise ConfigError(
+            "train: inplane_reversal maps lambda to -lambda and needs a symmetric "
+            f"ranges.dmi_over_dipolar, got [{lo}, {hi}]"
+        )
 
 
 STORAGE_DTYPES = ("float16", "float32", "float64")

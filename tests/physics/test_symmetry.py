@@ -1,4 +1,5 @@
-"""Every symmetry used for augmentation leaves each energy term unchanged."""
+"""Every symmetry used for augmentation, proven by the Hamiltonian: each energy term
+unchanged, or (lambda-reversing operations) only the DMI term reversed."""
 
 from __future__ import annotations
 
@@ -6,8 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from spinfer.data.symmetry import N_ELEMENTS, apply_symmetry, random_symmetry
+from spinfer.data.symmetry import (
+    N_ELEMENTS,
+    OPERATIONS,
+    Augmenter,
+    apply_symmetry,
+    group_elements,
+    lambda_sign,
+    random_symmetry,
+)
+from spinfer.data.targets import TargetScaler
 from spinfer.physics.energy import Hamiltonian, energy_terms
+from spinfer.train.loop import lambda_offset
 
 
 def _texture(seed: int, size: int = 12) -> np.ndarray:
@@ -31,12 +42,76 @@ HAM = Hamiltonian(dmi=0.3, anisotropy=0.4, dipolar=0.1)
 
 
 @pytest.mark.parametrize("element", range(N_ELEMENTS))
-def test_each_element_preserves_every_energy_term(element):
+def test_each_element_preserves_every_term_or_reverses_only_the_dmi(element):
+    """Label-preserving elements keep every term; lambda-reversing ones (in-plane reversal)
+    reverse E_DMI and keep exchange, dipolar and anisotropy."""
     spins = _texture(element)
     before = energy_terms(spins, HAM).as_dict()
     after = energy_terms(_as_spins(apply_symmetry(_as_image(spins), element)), HAM).as_dict()
+    assert abs(before["dmi"]) > 1e-2 and abs(before["dipolar"]) > 1e-3  # a real test
+    sign = lambda_sign(element)
+    for term, value in before.items():
+        if term == "total":
+            continue
+        expected = sign * value if term == "dmi" else value
+        assert after[term] == pytest.approx(expected, rel=1e-9, abs=1e-9), term
+
+
+@pytest.mark.parametrize("operation", [o for o in OPERATIONS if o != "translate"])
+def test_every_named_operation_is_proven(operation):
+    """The generators by name: each element they generate passes the energy test, and the
+    label map is right: E(g S; lambda') = E(S; lambda) term by term."""
+    spins = _texture(7)
+    for element in group_elements([operation]):
+        moved = _as_spins(apply_symmetry(_as_image(spins), element))
+        flipped = Hamiltonian(dmi=lambda_sign(element) * HAM.dmi, anisotropy=0.4, dipolar=0.1)
+        before = energy_terms(spins, HAM).as_dict()
+        after = energy_terms(moved, flipped).as_dict()
+        for term, value in before.items():
+            assert after[term] == pytest.approx(value, rel=1e-9, abs=1e-9), (operation, term)
+
+
+def test_inplane_reversal_is_the_only_label_changing_operation():
+    assert [o for o in OPERATIONS if any(lambda_sign(e) < 0 for e in group_elements([o]))] == [
+        "inplane_reversal"
+    ]
+    assert group_elements([]) == (0,)
+    assert len(group_elements(["rotate", "mirror"])) == 8  # D4
+    assert len(group_elements(OPERATIONS)) == N_ELEMENTS
+
+
+def test_translations_preserve_every_term():
+    spins = _texture(5)
+    before = energy_terms(spins, HAM).as_dict()
+    after = energy_terms(np.roll(spins, (3, -5), axis=(0, 1)), HAM).as_dict()
     for term, value in before.items():
         assert after[term] == pytest.approx(value, rel=1e-9, abs=1e-9), term
+
+
+def test_augmenter_labels_follow_the_texture():
+    """An augmented texture with its augmented label has the energies of the original with
+    its label, for every image of a batch (labels as the training targets, normalized)."""
+    scaler = TargetScaler((-0.39, 0.02, 0.05), (0.39, 1.1, 0.13))
+    params = np.array([[0.3, 0.4, 0.1], [-0.12, 0.9, 0.07], [0.0, 0.5, 0.12]])
+    x = torch.stack([_as_image(_texture(s)) for s in range(3)])
+    y = torch.from_numpy(scaler.normalize(params))
+    aug = Augmenter(OPERATIONS, lambda_offset(scaler))
+    rng = np.random.default_rng(0)
+    flips = 0
+    for _ in range(6):
+        xa, ya = aug(x, y, rng)
+        labels = scaler.denormalize(ya.numpy())
+        for i in range(3):
+            np.testing.assert_allclose(labels[i, 1:], params[i, 1:])
+            assert abs(labels[i, 0]) == pytest.approx(abs(params[i, 0]), abs=1e-12)
+            flips += labels[i, 0] != params[i, 0]
+            lam, k, d = params[i]
+            e0 = energy_terms(_as_spins(x[i]), Hamiltonian(dmi=lam, anisotropy=k, dipolar=d))
+            h = Hamiltonian(dmi=labels[i, 0], anisotropy=k, dipolar=d)
+            e1 = energy_terms(_as_spins(xa[i]), h)
+            assert e1.total == pytest.approx(e0.total, rel=1e-9)
+            assert e1.dmi == pytest.approx(e0.dmi, rel=1e-9, abs=1e-12)
+    assert flips > 0  # the label-changing half of the group was drawn
 
 
 def test_the_dmi_sign_would_be_caught():

@@ -1,37 +1,86 @@
-"""Symmetries of the Hamiltonian that leave (lambda, K, D) unchanged, as image transforms.
+"""Symmetries of the Hamiltonian as image operations, for augmentation and test-time averaging.
 
 On the periodic square lattice, H (exchange, interfacial DMI, dipolar, uniaxial K) is
 invariant under
 
-* the point group D4 of the lattice, acting on positions and on (Sx, Sy) alike, Sz fixed
-  (for the mirrors this is the axial-vector action composed with time reversal; interfacial
-  DMI, z x r_ij . (S_i x S_j), is invariant under both);
-* time reversal S -> -S (every term is even in S);
-* periodic translations.
+* ``rotate``: rotations by 90 degrees, acting on positions and on (Sx, Sy) alike;
+* ``mirror``: the in-plane mirror ix -> -ix with (Sx, Sy, Sz) -> (-Sx, Sy, Sz) (the
+  axial-vector action composed with time reversal; interfacial DMI, z x r_ij . (S_i x S_j),
+  is invariant under both); with ``rotate`` it generates all four mirrors of D4;
+* ``time_reversal``: S -> -S (every term is even in S);
+* ``translate``: periodic translations (augmentation only: the models are convolutional).
 
-``apply_symmetry`` maps a (..., 3, Lx, Ly) image [c, ix, iy] with one of the 16 elements
-of D4 x {1, -1}; ``random_symmetry`` adds a random translation. The energy invariance of
-every element is tested against the Hamiltonian itself (tests/physics).
+One operation changes the label instead:
+
+* ``inplane_reversal``: S -> (-Sx, -Sy, Sz) keeps exchange, dipolar and anisotropy energies
+  and reverses the DMI energy, so a texture of (lambda, K, D) becomes one of (-lambda, K, D).
+
+Every operation is proven against the Hamiltonian itself (tests/physics/test_symmetry.py):
+invariant ones leave each energy term unchanged, the label-changing one reverses E_DMI and
+nothing else. Moving positions without transforming the spin components is not a symmetry
+(it changes the DMI and dipolar energies) and is not offered.
+
+A group element is an integer ``0 <= e < 32``: bits 0-1 rotation by k * 90 degrees, bit 2
+mirror, bit 3 time reversal, bit 4 in-plane reversal (the element's ``lambda_sign`` is -1).
+Images are (..., 3, Lx, Ly) tensors indexed [c, ix, iy].
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import torch
 
-N_ELEMENTS = 16
+from spinfer.errors import ConfigError
+
+N_ELEMENTS = 32
+INVARIANT = ("rotate", "mirror", "time_reversal", "translate")
+LABEL_CHANGING = ("inplane_reversal",)
+OPERATIONS = (*INVARIANT, *LABEL_CHANGING)
+_BITS = {"rotate": 0b11, "mirror": 0b100, "time_reversal": 0b1000, "inplane_reversal": 0b10000}
+
+
+def check_operations(names: Iterable[str], where: str, translate: bool = True) -> tuple[str, ...]:
+    """Validated operation names (ConfigError naming the unknown one)."""
+    names = tuple(names)
+    allowed = OPERATIONS if translate else tuple(o for o in OPERATIONS if o != "translate")
+    for name in names:
+        if name not in allowed:
+            extra = "" if translate or name != "translate" else " (translations are not averaged)"
+            raise ConfigError(
+                f"{where}: unknown operation '{name}'{extra} (known: {', '.join(allowed)})"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: an operation is listed twice")
+    return names
+
+
+def group_elements(names: Iterable[str]) -> tuple[int, ...]:
+    """Every element of the group the named point operations generate (identity first)."""
+    mask = 0
+    for name in names:
+        mask |= _BITS.get(name, 0)
+    return tuple(e for e in range(N_ELEMENTS) if e & ~mask == 0)
+
+
+def lambda_sign(element: int) -> int:
+    """-1 when the element reverses lambda (in-plane reversal), else +1."""
+    return -1 if element & 0b10000 else 1
 
 
 def apply_symmetry(x: torch.Tensor, element: int) -> torch.Tensor:
-    """Element ``0 <= element < 16``: bits 0-1 rotation by k * 90 degrees, bit 2 mirror
-    ix -> -ix, bit 3 time reversal. ``x`` is (..., 3, Lx, Ly) (square lattices only for
-    odd rotations)."""
-    k, mirror, flip = element & 3, bool(element & 4), bool(element & 8)
+    """The image of ``x`` (..., 3, Lx, Ly) under one group element (square lattices only
+    for odd rotations)."""
+    k, mirror = element & 3, bool(element & 4)
+    flip, inplane = bool(element & 8), bool(element & 16)
     sx, sy, sz = x[..., 0, :, :], x[..., 1, :, :], x[..., 2, :, :]
     if mirror:  # position ix -> -ix (periodic), in-plane spin (Sx, Sy) -> (-Sx, Sy)
         sx, sy, sz = (_mirror(-sx), _mirror(sy), _mirror(sz))
     for _ in range(k):  # position (ix, iy) -> (-iy, ix), spin (Sx, Sy) -> (-Sy, Sx)
         sx, sy, sz = _rot(-sy), _rot(sx), _rot(sz)
+    if inplane:  # spins only: (Sx, Sy) -> (-Sx, -Sy)
+        sx, sy = -sx, -sy
     out = torch.stack([sx, sy, sz], dim=-3)
     return -out if flip else out
 
@@ -46,8 +95,40 @@ def _rot(a: torch.Tensor) -> torch.Tensor:
     return torch.roll(torch.flip(a.transpose(-2, -1), dims=(-2,)), shifts=1, dims=-2)
 
 
+def flip_lambda(y_n: torch.Tensor | np.ndarray, offset: float = 1.0):
+    """Normalized targets of the lambda-reversed texture: lambda_N -> offset - lambda_N
+    (offset = -2 lo / span, 1 for the symmetric lambda range the check asks for)."""
+    out = y_n.clone() if isinstance(y_n, torch.Tensor) else np.array(y_n, dtype=np.float64)
+    out[..., 0] = offset - out[..., 0]
+    return out
+
+
+class Augmenter:
+    """A random element of the group ``operations`` generate, then (with ``translate``) a
+    random periodic translation, per image; labels follow the label-changing elements."""
+
+    def __init__(self, operations: Sequence[str], lambda_offset: float = 1.0) -> None:
+        self.elements = group_elements(operations)
+        self.translate = "translate" in operations
+        self.offset = lambda_offset
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for item, target in zip(x, y, strict=True):
+            e = self.elements[int(rng.integers(len(self.elements)))]
+            out = apply_symmetry(item, e)
+            if self.translate:
+                shift = (int(rng.integers(out.shape[-2])), int(rng.integers(out.shape[-1])))
+                out = torch.roll(out, shifts=shift, dims=(-2, -1))
+            xs.append(out)
+            ys.append(flip_lambda(target, self.offset) if lambda_sign(e) < 0 else target)
+        return torch.stack(xs), torch.stack(ys)
+
+
 def random_symmetry(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """A random element of D4 x {1, -1} followed by a random periodic translation."""
-    out = apply_symmetry(x, int(rng.integers(N_ELEMENTS)))
+    """A random label-preserving element (D4 x time reversal) and a random translation."""
+    out = apply_symmetry(x, int(rng.integers(16)))
     shift = (int(rng.integers(out.shape[-2])), int(rng.integers(out.shape[-1])))
     return torch.roll(out, shifts=shift, dims=(-2, -1))

@@ -4,9 +4,13 @@ Input: float32 (N, Lx, Ly, 3) unit spins (Sx, Sy, Sz), the layout of the texture
 Lx, Ly >= L (the training size, 100 on the default profile). Larger images are cropped to
 their centre L x L, or, with the predict parameter ``crops="grid"``, cut into every
 non-overlapping L x L panel. Output: one row per panel with ``image``, ``panel``,
-``lambda``, ``K``, ``D`` (physical) and ``lambda_n``, ``K_n``, ``D_n`` (normalized to the
-training ranges). Bad input (rank, shape, non-finite values, vectors far from unit length,
-too many images) is refused with a short message; near-unit vectors are renormalized.
+``lambda``, ``K``, ``D`` (physical), their calibrated standard deviations ``lambda_std``,
+``K_std``, ``D_std`` (NaN for a single point-head model), and the same normalized to the
+training ranges (``lambda_n``, ``lambda_n_std``, ...). The model is a run's predictor
+bundle (spinfer.train.predictor: ensemble members, test-time averaging, calibration
+factors) or a single best checkpoint. Bad input (rank, shape, non-finite values, vectors
+far from unit length, too many images) is refused with a short message; near-unit vectors
+are renormalized.
 
 The spinfer package travels with the model (``code_paths``), so the model loads in a clean
 process without the source tree; torch, timm and numpy must be installed (the project
@@ -23,7 +27,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from spinfer.data.targets import TARGET_NAMES, TargetScaler
+from spinfer.data.targets import TARGET_NAMES
 
 UNIT_TOLERANCE = 0.05  # |S| may deviate this much before it is refused (then renormalized)
 MAX_BATCH = 512
@@ -88,13 +92,13 @@ class SpinferModel(mlflow.pyfunc.PythonModel):
     """Wraps a best-validation checkpoint."""
 
     def load_context(self, context) -> None:
-        from spinfer.train.loop import load_best
+        from spinfer.train.predictor import load_predictor
 
         np.set_printoptions(threshold=50, edgeitems=2)  # keep server error echoes short
-        self.net, payload = load_best(Path(context.artifacts["checkpoint"]))
-        self.scaler = TargetScaler.from_meta({"targets": payload["scaler"]})
-        self.size = int(payload["size"])
-        self.max_batch = int(payload.get("max_batch", MAX_BATCH))
+        self.predictor = load_predictor(Path(context.artifacts["checkpoint"]))
+        self.scaler = self.predictor.scaler
+        self.size = self.predictor.size
+        self.max_batch = MAX_BATCH
 
     def predict(self, context, model_input: np.ndarray, params=None):
         import pandas as pd
@@ -112,16 +116,14 @@ class SpinferModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         tiles, image, panel = panels(arr, self.size, crops)
         x = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
-        with torch.no_grad():
-            pred_n = np.concatenate(
-                [self.net(x[i : i + 64]).float().numpy() for i in range(0, len(x), 64)]
-            )
-        phys = self.scaler.denormalize(pred_n)
+        parts = [self.predictor.predict(x[i : i + 64]) for i in range(0, len(x), 64)]
+        pred_n = np.concatenate([p[0] for p in parts])
+        std_n = np.concatenate([p[1] for p in parts])
+        phys, std = self.scaler.denormalize(pred_n), std_n * self.scaler.span
         frame = pd.DataFrame({"image": image, "panel": panel})
-        for j, name in enumerate(TARGET_NAMES):
-            frame[name] = phys[:, j]
-        for j, name in enumerate(TARGET_NAMES):
-            frame[f"{name}_n"] = pred_n[:, j]
+        for suffix, values in (("", phys), ("_std", std), ("_n", pred_n), ("_n_std", std_n)):
+            for j, name in enumerate(TARGET_NAMES):
+                frame[f"{name}{suffix}"] = values[:, j]
         return frame
 
 

@@ -37,8 +37,9 @@ class SetResult:
     trusted: float  # fraction of trusted pixels
     table: list[dict[str, float]]  # one row per panel
     mean: dict[str, float]
-    std: dict[str, float]
+    std: dict[str, float]  # spread across panels
     walls: dict[str, float]
+    uncertainty: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed_loop: dict[str, dict[str, float]] = field(default_factory=dict)
     truth: dict[str, float] | None = None
     spin_map: SpinMap | None = None
@@ -46,7 +47,8 @@ class SetResult:
     resimulated: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
-        keep = ("name", "source", "shape", "trusted", "mean", "std", "walls", "closed_loop")
+        keep = ("name", "source", "shape", "trusted", "mean", "std", "uncertainty", "walls",
+                "closed_loop")  # fmt: skip
         out = {k: v for k, v in asdict(self).items() if k in keep}
         out["panels"] = len(self.table)
         if self.truth is not None:
@@ -121,13 +123,38 @@ class Estimator:
         self.max_batch = int(wrapped.max_batch)
         self.uri = model_uri
 
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
-        """(P, 3) physical (lambda, K, D) of (P, L, L, 3) panels."""
-        out = []
+    def predict(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P, 3) physical (lambda, K, D) of (P, L, L, 3) panels and their standard
+        deviations (NaN from a model without uncertainty)."""
+        out, std = [], []
         for i in range(0, len(tiles), self.max_batch):
             frame = self.model.predict(np.ascontiguousarray(tiles[i : i + self.max_batch]))
             out.append(frame[list(TARGET_NAMES)].to_numpy())
-        return np.concatenate(out)
+            cols = [f"{n}_std" for n in TARGET_NAMES]
+            std.append(
+                frame[cols].to_numpy() if set(cols) <= set(frame.columns)
+                else np.full((len(frame), 3), np.nan)
+            )  # fmt: skip
+        return np.concatenate(out), np.concatenate(std)
+
+
+def combine_uncertainty(pred: np.ndarray, sigma: np.ndarray) -> dict[str, dict[str, Any]]:
+    """The set's uncertainty per parameter, treating its predictive distribution as the
+    mixture of its panels': total^2 = mean(panel sigma^2) + variance of the panel means.
+
+    ``panel_sigma`` (rms of the model's per-panel standard deviations) is what one panel's
+    estimate cannot resolve; ``spread`` (std of the panel means) is how much the film's
+    regions disagree (the same spread as ``std``). Panels overlap and share the model, so
+    neither shrinks with their number. ``dominant`` names the larger of the two.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for j, name in enumerate(TARGET_NAMES):
+        spread = float(pred[:, j].std(ddof=1 if len(pred) > 1 else 0))
+        panel = float(np.sqrt(np.mean(sigma[:, j] ** 2)))
+        total = float(np.sqrt(panel**2 + spread**2)) if np.isfinite(panel) else spread
+        dominant = "spread" if not np.isfinite(panel) or spread >= panel else "panel"
+        out[name] = {"panel_sigma": panel, "spread": spread, "total": total, "dominant": dominant}
+    return out
 
 
 def texture_stats(sz: np.ndarray, mask: np.ndarray | None, periodic: bool) -> tuple[dict, WallFit]:
@@ -160,13 +187,14 @@ def estimate_set(
     s = params.spleem
     spin_map, source = read_set(folder, params, prefer, min_size=est.size)
     tiles, corners = panels(spin_map, est.size, s.stride, s.min_trusted)
-    pred = est.predict(tiles)
+    pred, sigma = est.predict(tiles)
     phys = to_physical(pred[:, 0], pred[:, 1], pred[:, 2], film(params))
     table = []
-    for (x, y), row, j, lam, k in zip(
-        corners, pred, phys["J_meV"], phys["lambda_meV"], phys["K_meV"], strict=True
+    for (x, y), row, sd, j, lam, k in zip(
+        corners, pred, sigma, phys["J_meV"], phys["lambda_meV"], phys["K_meV"], strict=True
     ):
         table.append({"x": x, "y": y, **dict(zip(TARGET_NAMES, map(float, row), strict=True)),
+                      **{f"{n}_std": float(v) for n, v in zip(TARGET_NAMES, sd, strict=True)},
                       "J_meV": float(j), "lambda_meV": float(lam), "K_meV": float(k)})  # fmt: skip
     keys = [*TARGET_NAMES, "J_meV", "lambda_meV", "K_meV"]
     values = np.array([[r[k] for k in keys] for r in table])
@@ -179,7 +207,7 @@ def estimate_set(
     walls["width_nm"] = float(np.pi * walls["w_px"] * s.pixel_nm)
     result = SetResult(
         folder.name, source, spin_map.mask.shape, float(spin_map.mask.mean()), table, mean, std,
-        walls, spin_map=spin_map, wall_fit=fit,
+        walls, combine_uncertainty(pred, sigma), spin_map=spin_map, wall_fit=fit,
     )  # fmt: skip
     truth_file = folder / "truth.json"
     if truth_file.is_file():
@@ -222,6 +250,8 @@ def metrics_of(results: list[SetResult]) -> dict[str, dict[str, float]]:
     for r in results:
         m = {f"{k}_mean": v for k, v in r.mean.items()}
         m.update({f"{k}_std": v for k, v in r.std.items()})
+        for k, u in r.uncertainty.items():
+            m[f"{k}_sigma_panel"], m[f"{k}_sigma_total"] = u["panel_sigma"], u["total"]
         m.update({f"{k}_true": v for k, v in (r.truth or {}).items()})
         m.update({k: v for k, v in r.walls.items()})
         m.update({f"{k}_resimulated": v["resimulated"] for k, v in r.closed_loop.items()})
@@ -265,6 +295,10 @@ def log_run(params: Params, root: Path, results: list[SetResult], out: Path, mod
         for r in results:
             metrics = {f"{r.name}.{k}_mean": v for k, v in r.mean.items()}
             metrics.update({f"{r.name}.{k}_std": v for k, v in r.std.items()})
+            for k, u in r.uncertainty.items():
+                if np.isfinite(u["panel_sigma"]):
+                    metrics[f"{r.name}.{k}_sigma_panel"] = u["panel_sigma"]
+                metrics[f"{r.name}.{k}_sigma_total"] = u["total"]
             metrics.update({f"{r.name}.{k}": v for k, v in r.walls.items() if np.isfinite(v)})
             if r.truth:
                 metrics.update({f"{r.name}.{k}_true": v for k, v in r.truth.items()})

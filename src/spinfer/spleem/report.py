@@ -55,13 +55,18 @@ def _plot_walls(ax, r, pixel_nm: float) -> None:
 
 
 def plot_series(results, path: Path) -> Path:
-    """Per-set estimates with error bars (std across panels) and the truth where known."""
+    """Per-set estimates with error bars (total: panel sigma and spread combined; the
+    panel spread alone as thin caps) and the truth where known."""
     names = [r.name for r in results]
     x = np.arange(len(results))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), dpi=110)
     for ax, key in zip(axes, ("lambda", "K", "D"), strict=True):
         mean = [r.mean[key] for r in results]
         std = [r.std[key] for r in results]
+        total = [r.uncertainty[key]["total"] if r.uncertainty else np.nan for r in results]
+        if np.isfinite(total).any():
+            ax.errorbar(x, mean, yerr=total, fmt="none", ecolor="C1", elinewidth=4, alpha=0.5,
+                        label="total (model + spread)")  # fmt: skip
         ax.errorbar(x, mean, yerr=std, fmt="o", capsize=4, label="estimate (panel spread)")
         truth = [r.truth[key] if r.truth else np.nan for r in results]
         if np.isfinite(truth).any():

@@ -5,11 +5,17 @@
 * heatmaps of the error over (K_N, D_N) at lambda near 0 and near +3D;
 * PCA of the test error vectors (d_lambda, dK, 2 dD) in physical units: the paper finds the
   dominant axis along dK = 2 dD with Kshape = 2D, i.e. the network learns the effective
-  anisotropy K - Kshape; here the ratio dK/dD of that axis is set beside kshape_factor.
+  anisotropy K - Kshape; here the ratio dK/dD of that axis is set beside kshape_factor;
+* calibration of the predicted uncertainty (spinfer.train.predictor): at every Ts the
+  empirical coverage of the 68% and 95% intervals, their mean width, and a reliability
+  figure (observed against nominal coverage), after variance scaling fitted on the
+  validation set of the run's training data.
 
 Everything is written to ``train.eval_out/<run>/`` (metrics.json for ``dvc metrics``,
 mae_vs_ts.json for ``dvc plots``, PNGs) and logged to the run's MLflow record, with the
-best checkpoint and an MLflow pyfunc model that maps spins to physical (lambda, K, D).
+best checkpoint and an MLflow pyfunc model that maps spins to physical (lambda, K, D) and
+their standard deviations. The run's predictor (members, test-time averaging, calibration)
+is written to ``train.out/<run>/model.pt``: the served model loads it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,20 @@ from spinfer.data.dataset import noise_levels, open_dataset
 from spinfer.data.targets import TARGET_NAMES, TargetScaler
 from spinfer.io import atomic_write_text
 from spinfer.render import save_figure
-from spinfer.train.loop import data_paths, load_best, predict_normalized, run_paths
+from spinfer.train.loop import data_paths, open_training_data, run_paths
+from spinfer.train.predictor import (
+    Predictor,
+    assemble,
+    coverage,
+    fit_scale,
+    member_checkpoints,
+    save_predictor,
+    z_of,
+)
+
+LEVELS = (0.68, 0.95)  # intervals whose coverage is checked (target: within 5 points)
+RELIABILITY = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99)
+TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,37 @@ class Evaluation:
     scaler: TargetScaler
     mean_pred: np.ndarray  # (3,) normalized mean predictor (train-set mean)
     out_of_plane: np.ndarray  # (N,) bool: mean |Sz| > 1/2 at Ts = 0
+    # calibration (NaN where the model gives no uncertainty)
+    observed: np.ndarray  # (levels, len(RELIABILITY), 3) coverage at each nominal level
+    width: np.ndarray  # (levels, len(LEVELS), 3) mean interval width, normalized units
+    scale: np.ndarray  # (3,) fitted std factors
+    uncertainty: bool
+
+    def coverage(self, level: float) -> np.ndarray:
+        """(levels, 3) observed coverage of the central ``level`` interval."""
+        return self.observed[:, RELIABILITY.index(level)]
+
+    def calibration_metrics(self) -> dict[str, float]:
+        if not self.uncertainty:
+            return {}
+        m: dict[str, float] = {}
+        worst = 0.0
+        for k, level in enumerate(LEVELS):
+            pct = round(100 * level)
+            cov = self.coverage(level)
+            dev = float(np.abs(cov - level).max())
+            worst = max(worst, dev)
+            m[f"coverage{pct}_max_deviation"] = dev
+            m[f"coverage{pct}_mean"] = float(cov.mean())
+            m[f"interval{pct}_width_mean"] = float(self.width[:, k].mean())
+            for j, name in enumerate(TARGET_NAMES):
+                m[f"coverage{pct}_{name}_ts0"] = float(cov[0, j])
+                m[f"coverage{pct}_{name}_ts_max"] = float(cov[-1, j])
+                m[f"interval{pct}_width_{name}_ts0"] = float(self.width[0, k, j])
+        for j, name in enumerate(TARGET_NAMES):
+            m[f"calibration_scale_{name}"] = float(self.scale[j])
+        m["calibrated_within_5pts"] = float(worst <= TOLERANCE + 1e-12)
+        return m
 
     def metrics(self) -> dict[str, float]:
         m: dict[str, float] = {}
@@ -65,6 +115,7 @@ class Evaluation:
             for j, axis in enumerate(("dlambda", "dK", "2dD")):
                 m[f"pca_component_{i}_{axis}"] = float(self.pca_components[i, j])
         m.update(self.class_metrics())
+        m.update(self.calibration_metrics())
         m["pca_dK_over_dD"] = self.dk_over_dd
         m["kshape_factor"] = self.kshape_factor
         return m
@@ -95,6 +146,11 @@ class Evaluation:
             table[f"mae_{name}"] = self.mae[:, j].tolist()
             table[f"mae_{name}_phys"] = self.mae_phys[:, j].tolist()
             table[f"baseline_{name}"] = [float(self.baseline[j])] * len(self.levels)
+            if self.uncertainty:
+                for k, level in enumerate(LEVELS):
+                    pct = round(100 * level)
+                    table[f"coverage{pct}_{name}"] = self.coverage(level)[:, j].tolist()
+                    table[f"width{pct}_{name}"] = self.width[:, k, j].tolist()
         return table
 
 
@@ -112,24 +168,48 @@ def error_pca(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return comps, pca.explained_variance_ratio_, ratio
 
 
-def evaluate_run(params: Params, model_name: str, data: str, root: Path | str = ".") -> Evaluation:
-    """Test-set evaluation of the best checkpoint at every noise level."""
+def build_predictor(params: Params, model_name: str, data: str, root: Path) -> Predictor:
+    """The run's members with test-time averaging, calibrated on its validation set."""
+    paths = run_paths(params, model_name, data, root)
+    predictor = assemble(
+        member_checkpoints(paths.out, params.train.ensemble), params.train.tta_ops
+    )
+    if predictor.has_uncertainty:
+        _, val = open_training_data(params, data, root)
+        mu, std = predictor.predict_dataset(val, calibrated=False)
+        predictor.scale = fit_scale(mu, std, predictor.scaler.normalize(val.params))
+    return predictor
+
+
+def evaluate_run(
+    params: Params,
+    model_name: str,
+    data: str,
+    root: Path | str = ".",
+    predictor: Predictor | None = None,
+) -> Evaluation:
+    """Test-set evaluation of the run's predictor at every noise level (the predictor is
+    built, calibrated and saved to ``model.pt`` unless given)."""
     root = Path(root)
     paths = run_paths(params, model_name, data, root)
-    net, payload = load_best(paths.best)
-    scaler = TargetScaler.from_meta({"targets": payload["scaler"]})
+    if predictor is None:
+        predictor = build_predictor(params, model_name, data, root)
+        save_predictor(predictor, paths.out / "model.pt")
+    scaler = predictor.scaler
     stores = data_paths(params, root)
     levels = noise_levels(stores["noisy"])
     train = open_dataset("train", "clean", **stores)
     mean_pred = scaler.normalize(train.params).mean(axis=0)
-    mae, mae_phys = [], []
+    mae, mae_phys, observed, width = [], [], [], []
     truth_ts0 = pred_ts0 = None
     for level in levels:
         ds = open_dataset("test", level, **stores)
-        pred_n = predict_normalized(net, ds)
+        pred_n, std_n = predictor.predict_dataset(ds)
         true_n = scaler.normalize(ds.params)
         mae.append(np.abs(pred_n - true_n).mean(axis=0))
         mae_phys.append(np.abs(scaler.denormalize(pred_n) - ds.params).mean(axis=0))
+        observed.append([coverage(pred_n, std_n, true_n, p) for p in RELIABILITY])
+        width.append([2 * z_of(p) * std_n.mean(axis=0) for p in LEVELS])
         if truth_ts0 is None:
             truth_ts0, pred_ts0 = ds.params, scaler.denormalize(pred_n)
             out_of_plane = mean_abs_sz(ds) > 0.5
@@ -151,6 +231,10 @@ def evaluate_run(params: Params, model_name: str, data: str, root: Path | str = 
         scaler=scaler,
         mean_pred=mean_pred,
         out_of_plane=out_of_plane,
+        observed=np.array(observed),
+        width=np.array(width),
+        scale=predictor.scale,
+        uncertainty=predictor.has_uncertainty,
     )
 
 
@@ -239,6 +323,45 @@ def plot_pca(ev: Evaluation, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_calibration(ev: Evaluation, path: Path, title: str) -> Path:
+    """Top: reliability (observed against nominal coverage, one line per Ts); bottom: the
+    68% and 95% coverage against Ts with the +-5 point band."""
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7), dpi=110)
+    cmap = plt.get_cmap("viridis")
+    nominal = np.array(RELIABILITY)
+    for j, name in enumerate(TARGET_NAMES):
+        ax = axes[0, j]
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        for i, ts in enumerate(ev.levels):
+            color = cmap(i / max(len(ev.levels) - 1, 1))
+            ax.plot(nominal, ev.observed[i, :, j], color=color, lw=1.2, label=f"Ts={ts:g}")
+        ax.set_xlabel("nominal coverage")
+        ax.set_ylabel("observed coverage")
+        ax.set_title(f"{name}: reliability")
+        ax = axes[1, j]
+        for level, color in zip(LEVELS, ("C0", "C3"), strict=True):
+            ax.axhspan(level - TOLERANCE, level + TOLERANCE, color=color, alpha=0.12)
+            ax.axhline(level, color=color, ls=":", lw=1)
+            ax.plot(
+                ev.levels,
+                ev.coverage(level)[:, j],
+                "o-",
+                ms=3,
+                color=color,
+                label=f"{round(100 * level)}% interval",
+            )
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("test noise Ts")
+        ax.set_ylabel("observed coverage")
+        ax.set_title(f"{name}: coverage vs Ts")
+    axes[0, 0].legend(fontsize=6, ncol=2)
+    axes[1, 0].legend(fontsize=7)
+    scale = ", ".join(f"{n} {s:.2f}" for n, s in zip(TARGET_NAMES, ev.scale, strict=True))
+    fig.suptitle(f"{title} (std factors fitted on validation: {scale})")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def write_outputs(ev: Evaluation, out: Path, name: str) -> dict[str, Path]:
     """metrics.json, mae_vs_ts.json and the figures of one run."""
     out.mkdir(parents=True, exist_ok=True)
@@ -248,9 +371,25 @@ def write_outputs(ev: Evaluation, out: Path, name: str) -> dict[str, Path]:
         {"ts": ts, **{f"mae_{n}": float(ev.mae[i, j]) for j, n in enumerate(TARGET_NAMES)}}
         for i, ts in enumerate(ev.levels)
     ]
+    if ev.uncertainty:
+        for i, row in enumerate(rows):
+            for level in LEVELS:
+                cov = ev.coverage(level)[i]
+                row.update(
+                    {
+                        f"coverage{round(100 * level)}_{n}": float(cov[j])
+                        for j, n in enumerate(TARGET_NAMES)
+                    }
+                )
     atomic_write_text(out / "mae_vs_ts.json", json.dumps(rows, indent=1) + "\n")
     figures = out / "figures"
+    extra = {}
+    if ev.uncertainty:
+        extra["calibration_png"] = plot_calibration(
+            ev, figures / "calibration.png", f"{name}: calibration"
+        )
     return {
+        **extra,
         "metrics": out / "metrics.json",
         "curve": out / "mae_vs_ts.json",
         "mae_png": plot_mae_vs_ts({name: ev}, figures / "mae_vs_ts.png", f"{name}: MAE vs Ts"),
@@ -260,7 +399,13 @@ def write_outputs(ev: Evaluation, out: Path, name: str) -> dict[str, Path]:
 
 
 def log_evaluation(
-    params: Params, run_id: str, ev: Evaluation, files: dict[str, Path], best: Path, last: Path
+    params: Params,
+    run_id: str,
+    ev: Evaluation,
+    files: dict[str, Path],
+    best: Path,
+    last: Path,
+    bundle: Path,
 ) -> None:
     """Step metrics (step = index of Ts), summary metrics, table, figures, model."""
     import mlflow
@@ -270,6 +415,12 @@ def log_evaluation(
             values = {f"test_mae_{n}": float(ev.mae[i, j]) for j, n in enumerate(TARGET_NAMES)}
             values["test_mae_mean"] = float(ev.mae[i].mean())
             values["test_ts"] = float(ts)
+            if ev.uncertainty:
+                for k, level in enumerate(LEVELS):
+                    pct = round(100 * level)
+                    for j, n in enumerate(TARGET_NAMES):
+                        values[f"test_coverage{pct}_{n}"] = float(ev.coverage(level)[i, j])
+                        values[f"test_width{pct}_{n}"] = float(ev.width[i, k, j])
             mlflow.log_metrics(values, step=i)
         mlflow.log_metrics(ev.metrics())
         mlflow.log_table(ev.table(), artifact_file="mae_vs_ts.json")
@@ -281,14 +432,15 @@ def log_evaluation(
             "2dD": ev.pca_components[:, 2].tolist(),
         }
         mlflow.log_table(pca, artifact_file="error_pca.json")
-        for key in ("mae_png", "heatmaps_png", "pca_png"):
-            mlflow.log_artifact(str(files[key]), artifact_path="figures")
-        mlflow.log_artifact(str(best), artifact_path="checkpoints")
-        if last.is_file():
-            mlflow.log_artifact(str(last), artifact_path="checkpoints")
+        for key in ("mae_png", "heatmaps_png", "pca_png", "calibration_png"):
+            if key in files:
+                mlflow.log_artifact(str(files[key]), artifact_path="figures")
+        for path in (best, last):
+            if path.is_file():
+                mlflow.log_artifact(str(path), artifact_path="checkpoints")
         from spinfer.serve.pyfunc import log_pyfunc_model
 
-        log_pyfunc_model(best)
+        log_pyfunc_model(bundle)
 
 
 def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run_id: str | None):
@@ -300,7 +452,7 @@ def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run
         from spinfer.tracking import setup_tracking
 
         setup_tracking(params, root)
-        log_evaluation(params, run_id, ev, files, paths.best, paths.last)
+        log_evaluation(params, run_id, ev, files, paths.best, paths.last, paths.out / "model.pt")
     return ev
 
 
@@ -313,4 +465,11 @@ def summary_line(name: str, ev: Evaluation) -> str:
         + ", ".join(parts)
         + f"; mean MAE Ts=0 -> {ev.levels[-1]:g}: "
         + f"{ev.mae[0].mean():.3f} -> {ev.mae[-1].mean():.3f}"
+        + (
+            f"; coverage of the 68%/95% intervals off nominal by at most "
+            f"{100 * ev.calibration_metrics()['coverage68_max_deviation']:.0f}/"
+            f"{100 * ev.calibration_metrics()['coverage95_max_deviation']:.0f} points"
+            if ev.uncertainty
+            else ""
+        )
     )

@@ -1,8 +1,11 @@
 """Training one (model, training data) run: single process or DDP under torchrun.
 
-MSE on normalized (lambda, K, D), Adam, the checkpoint with the lowest validation loss kept
-as ``best.pt``; ``last.pt`` is written after every epoch (atomically) and a killed run
-resumes from it when its fingerprint (config, model, data, dataset) still matches. Under
+MSE on normalized (lambda, K, D) (``head: point``) or the beta-NLL of a mean and variance
+(``head: gaussian``), Adam, the checkpoint with the lowest validation MSE kept as
+``best.pt``; ``last.pt`` is written after every epoch (atomically) and a killed run resumes
+from it when its fingerprint (config, model, data, dataset) still matches. An ensemble
+(``train.ensemble: N``) trains N members under ``<run>/member<k>/`` with seeds base.seed + k,
+each a nested MLflow run under the ensemble's run, each resumable on its own. Under
 ``torchrun --nproc_per_node=N`` the same entry point runs DDP (gloo on CPU, nccl on GPU,
 autocast on GPU); only rank 0 writes checkpoints and talks to MLflow.
 """
@@ -30,9 +33,11 @@ from tqdm import tqdm
 from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
 from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset
 from spinfer.data.store import MANIFEST
-from spinfer.data.symmetry import random_symmetry
+from spinfer.data.symmetry import Augmenter
 from spinfer.errors import ConfigError, InputError, SpinferError, TrainingDiverged
-from spinfer.train.models import build_model, count_parameters, is_known_model
+from spinfer.train.models import build_model, count_parameters, is_known_model, outputs_of
+
+LOGVAR_RANGE = (-14.0, 3.0)  # log-variance of a normalized target: sigma in [1e-3, 4.5]
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
     The number of epochs is left out on purpose: asking for more epochs continues a run.
     """
     train = dataclasses.asdict(params.train)
-    for key in ("loader_workers", "device", "out", "eval_out", "epochs"):
+    for key in ("loader_workers", "device", "out", "eval_out", "epochs", "tta", "ensemble"):
         train.pop(key)
     stores = data_paths(params, root)
     manifests = [
@@ -185,6 +190,31 @@ def _loader(ds: TextureDataset, params: Params, sampler: ShardSampler) -> DataLo
     )
 
 
+def split_output(out: torch.Tensor, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(means, log-variances) of a network output (log-variances None for a point head)."""
+    if head == "gaussian":
+        return out[:, :3], out[:, 3:].clamp(*LOGVAR_RANGE)
+    return out, None
+
+
+def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Elementwise negative log-likelihood of y under N(mean, exp(log_var))."""
+    return 0.5 * (log_var + (y - mean) ** 2 / log_var.exp() + math.log(2 * math.pi))
+
+
+def objective(
+    mean: torch.Tensor, log_var: torch.Tensor | None, y: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """MSE (point head) or beta-NLL: the NLL weighted by the detached variance**beta, so
+    beta = 1 trains the mean exactly as MSE does while the variance is learned."""
+    if log_var is None:
+        return ((mean - y) ** 2).mean()
+    nll = gaussian_nll(mean, log_var, y)
+    if beta > 0:
+        nll = nll * log_var.detach().exp() ** beta
+    return nll.mean()
+
+
 def _epoch_pass(
     model: nn.Module,
     loader: DataLoader,
@@ -192,28 +222,30 @@ def _epoch_pass(
     amp: bool,
     optimizer: torch.optim.Optimizer | None,
     bar: tqdm | None,
-    augment: np.random.Generator | None = None,
-) -> tuple[float, float, int]:
-    """One pass; returns the sums of squared and of absolute errors (over items and
-    outputs) and the item count. A non-finite loss raises TrainingDiverged.
+    head: str = "point",
+    beta: float = 1.0,
+    augment: tuple[Augmenter, np.random.Generator] | None = None,
+) -> dict[str, float]:
+    """One pass; returns sums over items of the objective, and over items and outputs of
+    the squared and absolute errors of the means and of the Gaussian NLL, with the item
+    count ``n``. A non-finite loss raises TrainingDiverged.
 
     With ``augment`` (training only) every image gets a random symmetry of the Hamiltonian
-    (D4 x time reversal, then a periodic translation): the targets are unchanged.
+    (labels follow the lambda-reversing ones).
     """
     training = optimizer is not None
     model.train(training)
-    total, total_abs, count = 0.0, 0.0, 0
-    loss_fn = nn.MSELoss()
+    sums = dict.fromkeys(("loss", "sse", "sae", "nll", "n"), 0.0)
     for x, y in loader:
         if augment is not None:
-            x = torch.stack([random_symmetry(item, augment) for item in x])
+            x, y = augment[0](x, y, augment[1])
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with (
             torch.set_grad_enabled(training),
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp),
         ):
-            pred = model(x).float()
-            loss = loss_fn(pred, y)
+            mean, log_var = split_output(model(x).float(), head)
+            loss = objective(mean, log_var, y, beta)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"the {'training' if training else 'validation'} loss is {float(loss.detach())}"
@@ -222,13 +254,17 @@ def _epoch_pass(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        total += float(loss.detach()) * len(x) * y.shape[1]
-        total_abs += float((pred.detach() - y).abs().sum())
-        count += len(x)
+        err = mean.detach() - y
+        sums["loss"] += float(loss.detach()) * len(x)
+        sums["sse"] += float((err**2).sum())
+        sums["sae"] += float(err.abs().sum())
+        if log_var is not None:
+            sums["nll"] += float(gaussian_nll(mean.detach(), log_var.detach(), y).sum())
+        sums["n"] += len(x)
         if bar is not None:
             bar.update(len(x))
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    return total, total_abs, count
+    return sums
 
 
 def _all_sum(values: list[float], dist: Dist, device: torch.device) -> list[float]:
@@ -257,8 +293,85 @@ def train_run(
     TrainingDiverged and marks the MLflow run failed; ``best.pt`` keeps the best epoch.
     """
     check_run(model_name, data)
-    start_time = time.perf_counter()
     root = Path(root)
+    paths = run_paths(params, model_name, data, root)
+    if params.train.ensemble is None:
+        return _train_one(params, model_name, data, root, paths, resume, progress, on_epoch, tags)
+    return _train_ensemble(params, model_name, data, root, paths, resume, progress, tags)
+
+
+def member_paths(paths: RunPaths, k: int) -> RunPaths:
+    return RunPaths(
+        paths.root, f"{paths.name}/member{k}", paths.out / f"member{k}", paths.eval_out
+    )
+
+
+def member_params(params: Params, k: int) -> Params:
+    """Member k of an ensemble: seeded base.seed + k, trained as a single model."""
+    return dataclasses.replace(
+        params,
+        base=dataclasses.replace(params.base, seed=params.base.seed + k),
+        train=dataclasses.replace(params.train, ensemble=None),
+    )
+
+
+def _train_ensemble(params, model_name, data, root, paths, resume, progress, tags) -> TrainResult:
+    """Members one after the other (each resumable), nested under one MLflow run."""
+    start_time = time.perf_counter()
+    dist = Dist.from_env()
+    parent = _ensemble_run(params, model_name, data, root, paths, tags) if dist.main else None
+    results = []
+    for k in range(params.train.ensemble):
+        member_tags = {"kind": "member", "member": str(k)}
+        if parent is not None:
+            member_tags["mlflow.parentRunId"] = parent
+        results.append(
+            _train_one(
+                member_params(params, k),
+                model_name,
+                data,
+                root,
+                member_paths(paths, k),
+                resume,
+                progress,
+                None,
+                member_tags,
+            )
+        )
+    state = TrainState(
+        epoch=min(r.state.epoch for r in results),
+        best_val=float(np.mean([r.state.best_val for r in results])),
+        best_epoch=max(r.state.best_epoch for r in results),
+        run_id=parent,
+    )
+    resumed = min(r.resumed_from for r in results)
+    return TrainResult(paths.name, paths, state, resumed, time.perf_counter() - start_time, parent)
+
+
+def _ensemble_run(params, model_name, data, root, paths, tags) -> str:
+    """The ensemble's MLflow run (created once; its id kept in <run>/ensemble.json)."""
+    import mlflow
+
+    from spinfer.io import atomic_write_text
+    from spinfer.tracking import setup_tracking
+
+    setup_tracking(params, root)
+    record = paths.out / "ensemble.json"
+    if record.is_file():
+        run_id = json.loads(record.read_text()).get("run_id")
+        if run_id and _run_exists(run_id):
+            return run_id
+    t = params.train
+    net = build_model(model_name, t.cnn_width, t.cnn_depth, outputs_of(t.head))
+    run_id = _new_run(params, root, paths.name, model_name, data, net, tags)
+    paths.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps({"run_id": run_id, "members": params.train.ensemble}))
+    mlflow.MlflowClient().set_tag(run_id, "ensemble", str(params.train.ensemble))
+    return run_id
+
+
+def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch, tags):
+    start_time = time.perf_counter()
     dist = Dist.from_env()
     device = pick_device(params.train.device, dist)
     if dist.world > 1 and not torch.distributed.is_initialized():
@@ -267,13 +380,18 @@ def train_run(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     amp = params.train.amp and device.type == "cuda"
-    paths = run_paths(params, model_name, data, root)
+    head, beta = params.train.head, params.train.beta
     train_ds, val_ds = open_training_data(params, data, root)
     fp = fingerprint(params, model_name, data, root)
     epochs = params.train.epochs.get(model_name, 1)
+    augmenter = None
+    if params.train.augment_ops:
+        augmenter = Augmenter(params.train.augment_ops, lambda_offset(train_ds.scaler))
 
     torch.manual_seed(params.base.seed)
-    net = build_model(model_name, params.train.cnn_width, params.train.cnn_depth).to(device)
+    net = build_model(
+        model_name, params.train.cnn_width, params.train.cnn_depth, outputs_of(head)
+    ).to(device)
     optimizer = torch.optim.Adam(
         net.parameters(), lr=params.train.lr, weight_decay=params.train.weight_decay
     )
@@ -309,20 +427,28 @@ def train_run(
                 disable=not show,
                 leave=False,
             )
-            rng = np.random.default_rng([seed, epoch, dist.rank]) if params.train.augment else None
+            aug = None
+            if augmenter is not None:
+                aug = (augmenter, np.random.default_rng([seed, epoch, dist.rank]))
             try:
-                sse, _, n = _epoch_pass(model, train_loader, device, amp, optimizer, bar, rng)
+                tr = _epoch_pass(model, train_loader, device, amp, optimizer, bar, head, beta, aug)
             finally:
                 bar.close()
-            vsse, vsae, vn = _epoch_pass(model, val_loader, device, amp, None, None)
-            sse, n, vsse, vsae, vn = _all_sum([sse, n, vsse, vsae, vn], dist, device)
+            va = _epoch_pass(model, val_loader, device, amp, None, None, head, beta)
+            keys = ("loss", "sse", "n")
+            totals = _all_sum([tr[k] for k in keys] + list(va.values()), dist, device)
+            tr = dict(zip(keys, totals[:3], strict=True))
+            va = dict(zip(va, totals[3:], strict=True))
             record = {
                 "epoch": epoch + 1,
-                "train_loss": sse / (3 * n),
-                "val_loss": vsse / (3 * vn),
-                "val_mae": vsae / (3 * vn),
+                "train_loss": tr["loss"] / tr["n"],
+                "train_mse": tr["sse"] / (3 * tr["n"]),
+                "val_loss": va["sse"] / (3 * va["n"]),
+                "val_mae": va["sae"] / (3 * va["n"]),
                 "seconds": time.perf_counter() - t0,
             }
+            if head == "gaussian":
+                record["val_nll"] = va["nll"] / (3 * va["n"])
             state.history.append(record)
             state.epoch = epoch + 1
             improved = record["val_loss"] < state.best_val
@@ -361,11 +487,17 @@ def train_run(
     )
 
 
+def lambda_offset(scaler) -> float:
+    """lambda_N of the reversed texture is offset - lambda_N (1 for a symmetric range)."""
+    return float(-2.0 * scaler.lo[0] / scaler.span[0])
+
+
 def _best_payload(net, params, model_name, data, train_ds, state) -> dict[str, Any]:
     """Everything needed to rebuild the model and map its outputs to physical units."""
     return {
         "model_name": model_name,
         "training_data": data,
+        "head": params.train.head,
         "cnn_width": params.train.cnn_width,
         "cnn_depth": params.train.cnn_depth,
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
@@ -385,39 +517,13 @@ class _Tracker:
         self.state = state
         if not self.enabled:
             return
-        import mlflow
 
-        from spinfer.tracking import flat_params, provenance_tags, setup_tracking
+        from spinfer.tracking import setup_tracking
 
-        experiment = setup_tracking(params, root)
-        if state.run_id is not None and _run_exists(state.run_id):
-            run = mlflow.start_run(run_id=state.run_id)
-        else:  # a new run, or the store lost it: start one and replay the history
-            run = mlflow.start_run(experiment_id=experiment, run_name=paths.name)
-            extra, tags = tags, provenance_tags(params, root)
-            mlflow.log_params(flat_params(params))
-            mlflow.log_params(
-                {
-                    "dataset_hash": tags["dataset.textures"],
-                    "noisy_dataset_hash": tags["dataset.noisy"],
-                    "git_commit": tags["git_commit"],
-                    "model": model_name,
-                    "training_data": data,
-                    "parameters": count_parameters(net),
-                }
-            )
-            mlflow.set_tags(
-                {
-                    "architecture": model_name,
-                    "training_data": data,
-                    "run": paths.name,
-                    "kind": "training",
-                    **tags,
-                    **(extra or {}),
-                }
-            )
-        state.run_id = run.info.run_id
-        mlflow.end_run()
+        setup_tracking(params, root)
+        if state.run_id is None or not _run_exists(state.run_id):
+            # a new run, or the store lost it: start one and replay the history
+            state.run_id = _new_run(params, root, paths.name, model_name, data, net, tags)
         if state.history and not _has_history(state.run_id):
             for record in state.history:
                 self.epoch(record)
@@ -428,17 +534,10 @@ class _Tracker:
         import mlflow
 
         step = int(record["epoch"])
+        metrics = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
+        metrics.update(epoch_seconds=record["seconds"], best_val_loss=self.state.best_val)
         with mlflow.start_run(run_id=self.state.run_id):
-            mlflow.log_metrics(
-                {
-                    "train_loss": record["train_loss"],
-                    "val_loss": record["val_loss"],
-                    **({"val_mae": record["val_mae"]} if "val_mae" in record else {}),
-                    "epoch_seconds": record["seconds"],
-                    "best_val_loss": self.state.best_val,
-                },
-                step=step,
-            )
+            mlflow.log_metrics(metrics, step=step)
 
     def end(self, status: str) -> None:
         """Mark the MLflow run as ended with ``status`` (FAILED, KILLED) after an error."""
@@ -447,6 +546,39 @@ class _Tracker:
         import mlflow
 
         mlflow.MlflowClient().set_terminated(self.state.run_id, status=status)
+
+
+def _new_run(params, root, name, model_name, data, net, extra) -> str:
+    """A new training run: the resolved config, provenance and the tags the UI compares by."""
+    import mlflow
+
+    from spinfer.tracking import flat_params, provenance_tags, setup_tracking
+
+    experiment = setup_tracking(params, root)
+    tags = provenance_tags(params, root)
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
+        mlflow.log_params(flat_params(params))
+        mlflow.log_params(
+            {
+                "dataset_hash": tags["dataset.textures"],
+                "noisy_dataset_hash": tags["dataset.noisy"],
+                "git_commit": tags["git_commit"],
+                "model": model_name,
+                "training_data": data,
+                "parameters": count_parameters(net),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "architecture": model_name,
+                "training_data": data,
+                "run": name,
+                "kind": "training",
+                **tags,
+                **(extra or {}),
+            }
+        )
+    return run.info.run_id
 
 
 def _run_exists(run_id: str) -> bool:
@@ -471,9 +603,17 @@ def load_best(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
     if not Path(path).is_file():
         raise InputError(f"no checkpoint at {path} (train the run first)")
     payload = torch.load(path, map_location=device, weights_only=False)
-    net = build_model(payload["model_name"], payload["cnn_width"], payload.get("cnn_depth", 3))
+    return net_from_payload(payload, device), payload
+
+
+def net_from_payload(payload: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The model a best-checkpoint payload describes, in eval mode."""
+    outputs = outputs_of(payload.get("head", "point"))
+    net = build_model(
+        payload["model_name"], payload["cnn_width"], payload.get("cnn_depth", 3), outputs
+    )
     net.load_state_dict(payload["model"])
-    return net.to(device).eval(), payload
+    return net.to(device).eval()
 
 
 def predict_normalized(
@@ -484,5 +624,5 @@ def predict_normalized(
     out = []
     with torch.no_grad():
         for x, _ in loader:
-            out.append(net(x.to(device)).float().cpu().numpy())
+            out.append(net(x.to(device)).float()[:, :3].cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, 3))

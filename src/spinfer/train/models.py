@@ -1,9 +1,10 @@
 """Model factory: timm ResNet18 / ResNet50, a shallow CNN, or any timm model by name.
 
-All map (B, 3, L, L) -> (B, 3): the spin components (Sx, Sy, Sz) as channels in, the
-normalized (lambda, K, D) out. ``pretrained=False`` always: nothing is downloaded. Models
-other than the capacity grid's three (e.g. ``convnext_atto``, ``efficientnet_b0``) are for
-tuning studies; they must be timm names and size-agnostic (convolutional).
+All map (B, 3, L, L) -> (B, 3) or (B, 6): the spin components (Sx, Sy, Sz) as channels
+in, the normalized (lambda, K, D) out (and, for a Gaussian head, their log-variances).
+``pretrained=False`` always: nothing is downloaded. Models other than the capacity grid's
+three (e.g. ``convnext_atto``, ``efficientnet_b0``) are for tuning studies; they must be
+timm names and size-agnostic (convolutional).
 """
 
 from __future__ import annotations
@@ -55,18 +56,24 @@ def is_known_model(name: str) -> bool:
     return bool(timm.is_model(name))
 
 
-def build_model(name: str, cnn_width: int = 32, cnn_depth: int = 3) -> nn.Module:
+def outputs_of(head: str) -> int:
+    """Network outputs per head: the means of (lambda, K, D), plus their log-variances."""
+    return 6 if head == "gaussian" else 3
+
+
+def build_model(name: str, cnn_width: int = 32, cnn_depth: int = 3, outputs: int = 3) -> nn.Module:
     """A fresh, randomly initialised model by name (``resnet18``, ``resnet50``, ``cnn`` or
-    another timm model)."""
+    another timm model) with ``outputs`` outputs (3 point estimates, or 6 for a Gaussian
+    head: means then log-variances)."""
     if name == "cnn":
-        return ShallowCNN(cnn_width, depth=cnn_depth)
+        return ShallowCNN(cnn_width, outputs=outputs, depth=cnn_depth)
     if not is_known_model(name):
         raise ConfigError(
             f"unknown model '{name}' (known: {', '.join(MODEL_NAMES)} or a timm model name)"
         )
     import timm
 
-    return timm.create_model(name, pretrained=False, in_chans=3, num_classes=3)
+    return timm.create_model(name, pretrained=False, in_chans=3, num_classes=outputs)
 
 
 def count_parameters(model: nn.Module) -> int:
