@@ -152,9 +152,11 @@ def suggest(trial, tune: TuneParams) -> dict[str, Any]:
 
 
 def trial_params(params: Params, choice: dict[str, Any], out: str, epochs: int) -> Params:
-    """``params`` with a trial's training settings, writing under ``out``."""
+    """``params`` with a trial's training settings, writing under ``out``. A trial trains
+    one model (no ensemble): the pruner follows one learning curve."""
     train = dataclasses.replace(
         params.train,
+        ensemble=None,
         lr=float(choice["lr"]),
         batch_size=int(choice["batch_size"]),
         weight_decay=float(choice["weight_decay"]),

@@ -133,11 +133,14 @@ def test_predict_cli_table_and_json(project, tiny_data, tmp_path):
     np.save(tmp_path / "two.npy", spins)
     table = _cli("predict", str(tmp_path / "two.npy"), "--params", str(project["params_path"]))
     assert table.returncode == 0, table.stderr
-    assert "lambda" in table.stdout and len(table.stdout.strip().splitlines()) == 3
+    assert len(table.stdout.strip().splitlines()) == 3
+    header = table.stdout.splitlines()[0].split()
+    assert header[:8] == ["image", "panel", "lambda", "K", "D", "lambda_std", "K_std", "D_std"]
     out = _cli("predict", str(tmp_path / "two.npy"), "--json", "--params",
                str(project["params_path"]))  # fmt: skip
     records = json.loads(out.stdout)
-    assert len(records) == 2 and {"lambda", "K", "D", "lambda_n"} <= set(records[0])
+    assert len(records) == 2 and {"lambda", "K", "D", "lambda_n", "K_std"} <= set(records[0])
+    assert records[0]["K_std"] > 0
     store = _cli("predict", str(tiny_data["textures"]), "--json", "--params",
                  str(project["params_path"]))  # fmt: skip
     assert len(json.loads(store.stdout)) == 30

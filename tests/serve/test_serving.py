@@ -88,8 +88,9 @@ def test_served_numbers_match_in_process_prediction(server, project, tiny_data):
     model = mlflow.pyfunc.load_model("models:/spinfer@champion")
     local = model.predict(np.asarray(texture, dtype=np.float32))
     for j, row in enumerate(rows):
-        for key in ("lambda", "K", "D", "lambda_n", "K_n", "D_n"):
+        for key in ("lambda", "K", "D", "lambda_n", "K_n", "D_n", "lambda_std", "K_std", "D_std"):
             assert row[key] == pytest.approx(float(local[key].iloc[j]), abs=1e-5)
+        assert all(row[f"{k}_std"] > 0 for k in ("lambda", "K", "D"))  # served uncertainty
 
 
 @pytest.mark.parametrize(

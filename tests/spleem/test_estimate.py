@@ -83,6 +83,17 @@ def test_estimate_writes_tables_figures_metrics_and_an_mlflow_run(project):
         assert m["J_meV_mean"] == pytest.approx(summary["D_L_meV"] / m["D_mean"], rel=0.05)
         assert {"lambda_true", "w_px", "period_px", "w_px_resimulated"} <= set(m)
         assert m["lambda_std"] >= 0 and np.isfinite(m["lambda_mean"]), name
+        # the set's uncertainty: panel sigma and spread combined in quadrature
+        for k in ("lambda", "K", "D"):
+            assert m[f"{k}_sigma_panel"] > 0
+            assert m[f"{k}_sigma_total"] ** 2 == pytest.approx(
+                m[f"{k}_sigma_panel"] ** 2 + m[f"{k}_std"] ** 2, rel=1e-9
+            )
+    for entry in sets.values():
+        assert {u["dominant"] for u in entry["uncertainty"].values()} <= {"panel", "spread"}
+    assert "dominates" in proc.stdout
+    header = panels[0].split(",")
+    assert {"lambda_std", "K_std", "D_std"} <= set(header)
     client = mlflow.MlflowClient(resolve_uri(project["params"].tracking.uri, root))
     exp = client.get_experiment_by_name("spinfer-spleem")
     (run,) = client.search_runs([exp.experiment_id])
@@ -175,3 +186,18 @@ def test_notebook_runs_headless(project):
         for out in cell.get("outputs", [])
     )  # fmt: skip
     assert "panels" in text and "D_L = 0.170" in text and "truth" in text
+
+
+def test_set_uncertainty_combines_panel_sigma_with_spread():
+    from spinfer.spleem.estimate import combine_uncertainty
+
+    pred = np.array([[0.1, 0.5, 0.07], [0.3, 0.5, 0.09]])
+    sigma = np.array([[0.05, 0.3, 0.001], [0.05, 0.4, 0.001]])
+    u = combine_uncertainty(pred, sigma)
+    assert u["lambda"]["spread"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert u["lambda"]["dominant"] == "spread" and u["K"]["dominant"] == "panel"
+    assert u["K"]["panel_sigma"] == pytest.approx(np.sqrt((0.09 + 0.16) / 2))
+    assert u["K"]["total"] == pytest.approx(u["K"]["panel_sigma"])  # no spread in K
+    no_model = combine_uncertainty(pred, np.full_like(pred, np.nan))
+    assert no_model["D"]["dominant"] == "spread"
+    assert no_model["D"]["total"] == pytest.approx(no_model["D"]["spread"])

@@ -160,7 +160,11 @@ def ablate(
                 setup_tracking(p, root)
                 with mlflow.start_run(run_id=result.run_id):
                     for i in range(len(ev.levels)):
-                        mlflow.log_metric(f"ablation_mae_{cond}", float(ev.mae[i].mean()), step=i)
+                        mlflow.log_metric(
+                            f"ablation_mae_{cond.replace('+', '_')}",
+                            float(ev.mae[i].mean()),
+                            step=i,
+                        )
     summary = summarize(levels, {c: np.array(v) for c, v in mae.items()})
     summary.update(model=model, data=data, augment=list(params.train.augment_ops or ALL),
                    tta=list(tta_ops))  # fmt: skip

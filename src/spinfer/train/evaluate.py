@@ -40,10 +40,9 @@ from spinfer.train.predictor import (
     Predictor,
     assemble,
     coverage,
-    fit_scale,
+    fit_quantiles,
     member_checkpoints,
     save_predictor,
-    z_of,
 )
 
 LEVELS = (0.68, 0.95)  # intervals whose coverage is checked (target: within 5 points)
@@ -70,8 +69,12 @@ class Evaluation:
     # calibration (NaN where the model gives no uncertainty)
     observed: np.ndarray  # (levels, len(RELIABILITY), 3) coverage at each nominal level
     width: np.ndarray  # (levels, len(LEVELS), 3) mean interval width, normalized units
-    scale: np.ndarray  # (3,) fitted std factors
+    scale: np.ndarray  # (3,) raw sigma -> calibrated std
     uncertainty: bool
+
+    @property
+    def n_test(self) -> int:
+        return len(self.truth)
 
     def coverage(self, level: float) -> np.ndarray:
         """(levels, 3) observed coverage of the central ``level`` interval."""
@@ -88,6 +91,11 @@ class Evaluation:
             dev = float(np.abs(cov - level).max())
             worst = max(worst, dev)
             m[f"coverage{pct}_max_deviation"] = dev
+            # the binomial standard error of one coverage on n test textures: deviations
+            # beyond 2 of them are more than sampling noise
+            se = float(np.sqrt(level * (1 - level) / self.n_test))
+            m[f"coverage{pct}_standard_error"] = se
+            m[f"coverage{pct}_beyond_2se"] = float((np.abs(cov - level) > 2 * se).sum())
             m[f"coverage{pct}_mean"] = float(cov.mean())
             m[f"interval{pct}_width_mean"] = float(self.width[:, k].mean())
             for j, name in enumerate(TARGET_NAMES):
@@ -177,7 +185,7 @@ def build_predictor(params: Params, model_name: str, data: str, root: Path) -> P
     if predictor.has_uncertainty:
         _, val = open_training_data(params, data, root)
         mu, std = predictor.predict_dataset(val, calibrated=False)
-        predictor.scale = fit_scale(mu, std, predictor.scaler.normalize(val.params))
+        predictor.quantiles = fit_quantiles(mu, std, predictor.scaler.normalize(val.params))
     return predictor
 
 
@@ -208,8 +216,10 @@ def evaluate_run(
         true_n = scaler.normalize(ds.params)
         mae.append(np.abs(pred_n - true_n).mean(axis=0))
         mae_phys.append(np.abs(scaler.denormalize(pred_n) - ds.params).mean(axis=0))
-        observed.append([coverage(pred_n, std_n, true_n, p) for p in RELIABILITY])
-        width.append([2 * z_of(p) * std_n.mean(axis=0) for p in LEVELS])
+        observed.append(
+            [coverage(pred_n, predictor.half_width(std_n, p), true_n) for p in RELIABILITY]
+        )
+        width.append([2 * predictor.half_width(std_n, p).mean(axis=0) for p in LEVELS])
         if truth_ts0 is None:
             truth_ts0, pred_ts0 = ds.params, scaler.denormalize(pred_n)
             out_of_plane = mean_abs_sz(ds) > 0.5
@@ -357,7 +367,7 @@ def plot_calibration(ev: Evaluation, path: Path, title: str) -> Path:
     axes[0, 0].legend(fontsize=6, ncol=2)
     axes[1, 0].legend(fontsize=7)
     scale = ", ".join(f"{n} {s:.2f}" for n, s in zip(TARGET_NAMES, ev.scale, strict=True))
-    fig.suptitle(f"{title} (std factors fitted on validation: {scale})")
+    fig.suptitle(f"{title} (intervals recalibrated on validation; std = {scale} raw sigma)")
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -7,11 +7,15 @@ only. The estimate is the mixture mean and its variance the mixture variance (me
 component variances, the aleatoric part, plus the variance of the component means, the
 epistemic part). A single point-head model has no uncertainty (std NaN).
 
-The standard deviation is recalibrated by one factor per parameter fitted on the
-validation set (variance scaling: s^2 = mean of the squared standardized errors, the
-maximum-likelihood scale), since networks trained by likelihood are often over- or
-under-confident. The bundle (``model.pt`` of a run) holds the members' weights, the head,
-the averaging group, the target ranges and the factors: it is what the served model loads.
+Intervals are recalibrated on the validation set (quantile recalibration, Kuleshov et
+al. 2018): for every level p the half-width of the central interval is q_p sigma, q_p the
+p-quantile of the standardized errors |y - mu| / sigma there, per parameter. A Gaussian
+would give q_p = z_p; the errors of a weak model on bounded targets are closer to uniform
+(|e| <= sigma holds 58%, |e| <= 1.96 sigma 100% of the time), so a single variance factor
+cannot make both the 68% and the 95% interval right. The reported standard deviation is
+the calibrated one-sigma half-width, q_0.6827 sigma (the std for Gaussian errors). The
+bundle (``model.pt`` of a run) holds the members' weights, the head, the averaging group,
+the target ranges and the quantile table: it is what the served model loads.
 """
 
 from __future__ import annotations
@@ -32,20 +36,33 @@ from spinfer.errors import InputError
 from spinfer.train.loop import lambda_offset, net_from_payload, save_atomic, split_output
 
 FORMAT = "spinfer-predictor/1"
+ONE_SIGMA = 0.6827
+QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, ONE_SIGMA, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 @dataclass
 class Predictor:
     members: list[dict[str, Any]]  # best-checkpoint payloads
     tta: tuple[str, ...] = ()
-    scale: np.ndarray = field(default_factory=lambda: np.ones(3))
+    quantiles: np.ndarray | None = None  # (QUANTILE_LEVELS, 3) half-widths in raw sigmas
     nets: list[nn.Module] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.members:
             raise InputError("a predictor needs at least one member")
         self.nets = [net_from_payload(p) for p in self.members]
-        self.scale = np.asarray(self.scale, dtype=np.float64)
+        if self.quantiles is None:  # uncalibrated: Gaussian intervals
+            self.quantiles = np.repeat([[z_of(p)] for p in QUANTILE_LEVELS], 3, axis=1)
+        self.quantiles = np.asarray(self.quantiles, dtype=np.float64)
+
+    @property
+    def scale(self) -> np.ndarray:
+        """(3,) factor from the raw mixture sigma to the calibrated standard deviation."""
+        return self.quantiles[QUANTILE_LEVELS.index(ONE_SIGMA)]
+
+    def half_width(self, std: np.ndarray, level: float) -> np.ndarray:
+        """Half-width of the central ``level`` interval given calibrated stds."""
+        return std * (self.quantiles[QUANTILE_LEVELS.index(level)] / self.scale)
 
     @property
     def head(self) -> str:
@@ -114,17 +131,19 @@ class Predictor:
             "format": FORMAT,
             "members": self.members,
             "tta": list(self.tta),
-            "scale": self.scale.tolist(),
+            "quantiles": self.quantiles.tolist(),
         }
 
 
-def fit_scale(mu: np.ndarray, std: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per-parameter factor s with s^2 = mean(((y - mu) / std)^2): the maximum-likelihood
-    rescaling of the standard deviation (1 where there is no uncertainty)."""
-    z2 = ((truth - mu) / np.where(std > 0, std, np.nan)) ** 2
-    with np.errstate(invalid="ignore"):
-        s = np.sqrt(np.nanmean(z2, axis=0)) if np.isfinite(z2).any() else np.ones(3)
-    return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+def fit_quantiles(mu: np.ndarray, std: np.ndarray, truth: np.ndarray) -> np.ndarray | None:
+    """(QUANTILE_LEVELS, 3) quantiles of |y - mu| / std per parameter (None without
+    uncertainty): interval half-widths in units of the raw sigma."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(truth - mu) / np.where(std > 0, std, np.nan)
+    if not np.isfinite(z).any():
+        return None
+    q = np.nanquantile(z, QUANTILE_LEVELS, axis=0)
+    return np.maximum.accumulate(np.where(np.isfinite(q) & (q > 0), q, 1e-12), axis=0)
 
 
 def z_of(level: float) -> float:
@@ -132,9 +151,9 @@ def z_of(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
-def coverage(mu: np.ndarray, std: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
-    """(3,) fraction of truths inside the central ``level`` interval of N(mu, std^2)."""
-    return (np.abs(truth - mu) <= z_of(level) * std).mean(axis=0)
+def coverage(mu: np.ndarray, half_width: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(3,) fraction of truths inside mu +- half_width."""
+    return (np.abs(truth - mu) <= half_width).mean(axis=0)
 
 
 def save_predictor(predictor: Predictor, path: Path) -> Path:
@@ -149,7 +168,7 @@ def load_predictor(path: Path | str) -> Predictor:
         raise InputError(f"no model at {path} (train and evaluate the run first)")
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload.get("format") == FORMAT:
-        return Predictor(payload["members"], tuple(payload["tta"]), np.asarray(payload["scale"]))
+        return Predictor(payload["members"], tuple(payload["tta"]), payload.get("quantiles"))
     return Predictor([payload])
 
 
