@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from spinfer.data.dataset import ShardSampler, open_dataset
-from spinfer.data.symmetry import random_symmetry
+from spinfer.data.symmetry import OPERATIONS, Augmenter
 from spinfer.train.models import build_model
 
 L = 100
@@ -67,8 +67,9 @@ def loader_rate(n: int, batch: int) -> float:
         rng = np.random.default_rng(0)
         start = time.perf_counter()
         count = 0
-        for x, _ in loader:
-            x = torch.stack([random_symmetry(item, rng) for item in x])
+        augment = Augmenter(OPERATIONS)  # as in training: a random element + translation
+        for x, y in loader:
+            x, y = augment(x, y, rng)
             count += len(x)
         return count / (time.perf_counter() - start)
 
