@@ -66,3 +66,17 @@ def make_project(root: Path, data: dict[str, Path], profile: str = "tiny") -> Pa
     raw["profile"] = profile
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     return root / "params.yaml"
+
+
+def logged_model_and_test_spins(root: Path, params, run_id: str, n: int):
+    """A run's logged pyfunc model, the Ts = 0 test set and its first ``n`` textures."""
+    import mlflow
+
+    from spinfer.data.dataset import open_dataset
+    from spinfer.tracking import resolve_uri
+
+    mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, root))
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    art = root / "artifacts"
+    ds = open_dataset("test", 0.0, art / "textures.zarr", art / "noisy.zarr", art / "splits.json")
+    return model, ds, np.stack([ds.spins(i) for i in range(n)]).astype(np.float32)

@@ -14,7 +14,6 @@ from spinfer.data.symmetry import (
     apply_symmetry,
     group_elements,
     lambda_sign,
-    random_symmetry,
 )
 from spinfer.data.targets import TargetScaler
 from spinfer.physics.energy import Hamiltonian, energy_terms
@@ -123,11 +122,12 @@ def test_the_dmi_sign_would_be_caught():
     assert abs(energy_terms(_as_spins(wrong), HAM).dmi - e0) > 1e-3 * abs(e0)
 
 
-def test_elements_are_distinct_and_random_symmetry_keeps_unit_length():
+def test_elements_are_distinct_and_augmentation_keeps_unit_length():
     x = _as_image(_texture(3))
     images = {tuple(apply_symmetry(x, e).flatten().tolist()) for e in range(N_ELEMENTS)}
     assert len(images) == N_ELEMENTS
-    y = random_symmetry(x, np.random.default_rng(0))
+    invariant = Augmenter(["rotate", "mirror", "time_reversal", "translate"])
+    (y,), _ = invariant(x[None], torch.zeros(1, 3), np.random.default_rng(0))
     torch.testing.assert_close((y**2).sum(0), torch.ones(12, 12, dtype=y.dtype))
     assert energy_terms(_as_spins(y), HAM).total == pytest.approx(
         energy_terms(_as_spins(x), HAM).total, rel=1e-9

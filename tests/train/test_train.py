@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from spinfer.config import load_params
-from spinfer.data.dataset import open_dataset
 from spinfer.tracking import resolve_uri
 from spinfer.train.evaluate import evaluate_and_log
 from spinfer.train.loop import train_run
-from tests.conftest import make_project
+from tests.conftest import logged_model_and_test_spins, make_project
 
 
 def _client(params_path: Path):
@@ -94,14 +93,9 @@ def test_mlflow_run_has_params_tags_curves_figures_and_model(trained):
 
 
 def test_logged_model_returns_physical_parameters(trained):
-    client, runs = _runs(trained["params_path"], "cnn-noisy")
-    mlflow.set_tracking_uri(client.tracking_uri if hasattr(client, "tracking_uri") else None)
+    _, runs = _runs(trained["params_path"], "cnn-noisy")
     params = load_params(trained["params_path"])
-    mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, trained["root"]))
-    model = mlflow.pyfunc.load_model(f"runs:/{runs[0].info.run_id}/model")
-    art = trained["root"] / "artifacts"
-    ds = open_dataset("test", 0.0, art / "textures.zarr", art / "noisy.zarr", art / "splits.json")
-    spins = np.stack([ds.spins(i) for i in range(3)]).astype(np.float32)
+    model, ds, spins = logged_model_and_test_spins(trained["root"], params, runs[0].info.run_id, 3)
     out = model.predict(spins)
     assert list(out.columns)[:5] == ["image", "panel", "lambda", "K", "D"] and len(out) == 3
     # the wrapper is the network plus the inverse target map

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from spinfer.config import load_params
-from spinfer.data.dataset import open_dataset
 from spinfer.data.symmetry import apply_symmetry, group_elements
 from spinfer.tracking import resolve_uri
 from spinfer.train.evaluate import LEVELS, evaluate_and_log
@@ -26,7 +25,7 @@ from spinfer.train.predictor import (
     load_predictor,
     z_of,
 )
-from tests.conftest import ROOT, make_project
+from tests.conftest import ROOT, logged_model_and_test_spins, make_project
 
 
 def test_beta_one_trains_the_mean_exactly_as_mse():
@@ -200,11 +199,7 @@ def test_ensemble_bundle_is_calibrated_and_logged(ensemble):
     figures = [a.path for a in client.list_artifacts(run_id, "figures")]
     assert "figures/calibration.png" in figures
     # the logged model serves the ensemble with its standard deviations
-    mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, ensemble["root"]))
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    art = ensemble["root"] / "artifacts"
-    ds = open_dataset("test", 0.0, art / "textures.zarr", art / "noisy.zarr", art / "splits.json")
-    spins = np.stack([ds.spins(i) for i in range(2)]).astype(np.float32)
+    model, _, spins = logged_model_and_test_spins(ensemble["root"], params, run_id, 2)
     frame = model.predict(spins)
     x = torch.from_numpy(spins.transpose(0, 3, 1, 2).copy())
     mu, std = predictor.predict(x)

@@ -125,10 +125,3 @@ class Augmenter:
             xs.append(out)
             ys.append(flip_lambda(target, self.offset) if lambda_sign(e) < 0 else target)
         return torch.stack(xs), torch.stack(ys)
-
-
-def random_symmetry(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """A random label-preserving element (D4 x time reversal) and a random translation."""
-    out = apply_symmetry(x, int(rng.integers(16)))
-    shift = (int(rng.integers(out.shape[-2])), int(rng.integers(out.shape[-1])))
-    return torch.roll(out, shifts=shift, dims=(-2, -1))

@@ -125,7 +125,6 @@ def ablate(
     """Run (or resume) the ablation; returns the summary (also written to summary.json)."""
     import mlflow
 
-    from spinfer.data.symmetry import OPERATIONS as ALL
     from spinfer.tracking import provenance_tags, setup_tracking
     from spinfer.train.evaluate import build_predictor, evaluate_run
     from spinfer.train.loop import check_run, train_run
@@ -140,7 +139,7 @@ def ablate(
     first = _variant(params, folder, params.base.seed, False)
     experiment = setup_tracking(first, root)
     parent = _parent_run(where, experiment, model, data, seeds, params, root, provenance_tags)
-    tta_ops = tuple(o for o in ALL if o != "translate")
+    tta_ops = tuple(o for o in OPERATIONS if o != "translate")
     mae: dict[str, list[np.ndarray]] = {c: [] for c in CONDITIONS}
     levels: list[float] = []
     for s in range(seeds):
@@ -166,7 +165,7 @@ def ablate(
                             step=i,
                         )
     summary = summarize(levels, {c: np.array(v) for c, v in mae.items()})
-    summary.update(model=model, data=data, augment=list(params.train.augment_ops or ALL),
+    summary.update(model=model, data=data, augment=list(params.train.augment_ops or OPERATIONS),
                    tta=list(tta_ops))  # fmt: skip
     atomic_write_text(where / "summary.json", json.dumps(summary, indent=2) + "\n")
     figure = plot_ablation(summary, where / "ablation.png", f"Symmetry ablation: {model}-{data}")

@@ -470,6 +470,7 @@ def summary_line(name: str, ev: Evaluation) -> str:
     parts = [
         f"{n} {ev.mae[0, j]:.3f} (chance {ev.baseline[j]:.3f})" for j, n in enumerate(TARGET_NAMES)
     ]
+    cal = ev.calibration_metrics()
     return (
         f"{name}: test MAE at Ts=0: "
         + ", ".join(parts)
@@ -477,8 +478,8 @@ def summary_line(name: str, ev: Evaluation) -> str:
         + f"{ev.mae[0].mean():.3f} -> {ev.mae[-1].mean():.3f}"
         + (
             f"; coverage of the 68%/95% intervals off nominal by at most "
-            f"{100 * ev.calibration_metrics()['coverage68_max_deviation']:.0f}/"
-            f"{100 * ev.calibration_metrics()['coverage95_max_deviation']:.0f} points"
+            f"{100 * cal['coverage68_max_deviation']:.0f}/"
+            f"{100 * cal['coverage95_max_deviation']:.0f} points"
             if ev.uncertainty
             else ""
         )
