@@ -450,7 +450,7 @@ def register(
 ) -> None:
     """Register the best training run (rule in the README) with the alias challenger."""
     from spinfer.io import atomic_write_text
-    from spinfer.serve.registry import RULE
+    from spinfer.serve.registry import RULE, compact_name
     from spinfer.serve.registry import register as run
 
     cfg = _config(params, overrides)
@@ -459,9 +459,14 @@ def register(
         doc = {"rule": RULE, "run_name": reg.run_name, "mae_mean": reg.mae_mean}
         atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
     state = "registered" if reg.created else "already registered"
+    compact = (
+        f" (compact input: {compact_name(reg.name)} version {reg.compact_version})"
+        if reg.compact_version
+        else ""
+    )
     typer.echo(
         f"register: {reg.run_name} (test MAE {reg.mae_mean:.5f}) {state} as "
-        f"{reg.name} version {reg.version}, alias challenger",
+        f"{reg.name} version {reg.version}, alias challenger{compact}",
         err=True,
     )
 

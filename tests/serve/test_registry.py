@@ -37,6 +37,14 @@ def _alias(client, alias):
     return str(client.get_model_version_by_alias("spinfer", alias).version)
 
 
+def _same_run_in_both_names(client, *aliases):
+    """The compact variant's aliases point at the tensor model's runs."""
+    for alias in aliases:
+        tensor = client.get_model_version_by_alias("spinfer", alias)
+        compact = client.get_model_version_by_alias("spinfer-compact", alias)
+        assert compact.run_id == tensor.run_id, alias
+
+
 def test_register_picks_the_lowest_mean_test_mae_and_is_idempotent(project):
     params, root, client = project["params"], project["root"], project["client"]
     best = best_run(params, root)
@@ -50,6 +58,12 @@ def test_register_picks_the_lowest_mean_test_mae_and_is_idempotent(project):
     assert len(client.search_model_versions("name = 'spinfer'")) == 1
     tags = client.get_model_version("spinfer", first.version).tags
     assert tags["run_name"] == first.run_name and "lowest mae_mean" in tags["rule"]
+    # the compact variant of the same run: registered once, challenger too, same tags
+    assert first.compact_version is not None and again.compact_version == first.compact_version
+    assert len(client.search_model_versions("name = 'spinfer-compact'")) == 1
+    _same_run_in_both_names(client, "challenger")
+    compact_tags = client.get_model_version("spinfer-compact", first.compact_version).tags
+    assert compact_tags["run_name"] == first.run_name
 
 
 def test_promote_first_champion_then_nothing_changes(project):
@@ -99,10 +113,15 @@ def test_a_worse_challenger_is_kept_out_then_a_better_one_wins_and_rollback_work
     won = promote(params, root)
     assert won.decision == "promoted" and won.challenger_mae < won.champion_mae
     assert _alias(client, "champion") == good and _alias(client, "previous") == worse
+    # the worse run was registered by hand (tensor model only): its compact model was
+    # registered on first use, so both names serve the same runs
+    _same_run_in_both_names(client, "champion", "previous")
     rollback(params, root)
     assert _alias(client, "champion") == worse and _alias(client, "previous") == good
+    _same_run_in_both_names(client, "champion", "previous")
     rollback(params, root)
     assert _alias(client, "champion") == good
+    _same_run_in_both_names(client, "champion", "previous")
 
 
 def test_scoring_runs_without_the_source_tree(project):

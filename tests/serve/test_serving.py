@@ -27,11 +27,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _post(port: int, payload: dict) -> tuple[int, dict]:
+def _post(port: int, payload: dict | bytes, content_type="application/json") -> tuple[int, dict]:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+        data=payload if isinstance(payload, bytes) else json.dumps(payload).encode(),
+        headers={"Content-Type": content_type},
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -40,12 +40,12 @@ def _post(port: int, payload: dict) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-@pytest.fixture(scope="module")
-def server(project):  # noqa: F811
+def _serve(lab: dict, model_uri: str):
+    """A real `mlflow models serve` process for ``model_uri``; yields its port."""
     from spinfer.serve.registry import promote, register
     from spinfer.tracking import resolve_uri
 
-    params, root = project["params"], project["root"]
+    params, root = lab["params"], lab["root"]
     register(params, root)
     promote(params, root)
     port = _free_port()
@@ -57,7 +57,7 @@ def server(project):  # noqa: F811
     }
     mlflow_bin = shutil.which("mlflow", path=env["PATH"])
     proc = subprocess.Popen(
-        [mlflow_bin, "models", "serve", "-m", "models:/spinfer@champion", "--env-manager",
+        [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager",
          "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
@@ -76,6 +76,16 @@ def server(project):  # noqa: F811
     yield port
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(project):  # noqa: F811
+    yield from _serve(project, "models:/spinfer@champion")
+
+
+@pytest.fixture(scope="module")
+def compact_server(project):  # noqa: F811
+    yield from _serve(project, "models:/spinfer-compact@champion")
 
 
 def test_served_numbers_match_in_process_prediction(server, project, tiny_data):  # noqa: F811
@@ -129,3 +139,42 @@ def test_larger_images_are_centre_cropped_or_cut_into_a_grid(server, tiny_data):
     assert status == 200 and len(grid["predictions"]) == 4
     values = {round(row["K"], 6) for row in grid["predictions"]}
     assert len(values) == 1  # the four panels are the same texture
+
+
+def test_compact_requests_give_the_tensor_models_numbers(compact_server, project, tiny_data):  # noqa: F811
+    """JSON (base64 rows) and Parquet bodies to the compact variant of the champion."""
+    import mlflow
+
+    from spinfer.serve.pyfunc import compact_request, encode_compact
+
+    texture = np.asarray(zarr.open_array(tiny_data["textures"] / "spins", mode="r")[:3])
+    local = mlflow.pyfunc.load_model("models:/spinfer@champion").predict(texture)
+    parquet = encode_compact(texture).to_parquet()
+    for body, kind in ((compact_request(texture), "application/json"),
+                       (parquet, "application/vnd.apache.parquet")):  # fmt: skip
+        status, out = _post(compact_server, body, kind)
+        assert status == 200, out
+        rows = out["predictions"]
+        assert len(rows) == 3
+        for j, row in enumerate(rows):
+            for key in ("lambda", "K", "D", "lambda_std", "K_std", "D_std", "K_n"):
+                assert row[key] == pytest.approx(float(local[key].iloc[j]), abs=1e-5)
+
+
+def test_bad_compact_requests_get_4xx_naming_the_problem(compact_server, tiny_data):
+    from spinfer.serve.pyfunc import compact_request
+
+    good = np.asarray(zarr.open_array(tiny_data["textures"] / "spins", mode="r")[:1])
+    short = compact_request(good)
+    short["dataframe_split"]["data"][0][1] = 17  # lx no longer matches the bytes
+    mixed = compact_request(np.concatenate([good, good]))
+    mixed["dataframe_split"]["data"][1][1:] = [8, 8]
+    nan = good.copy()
+    nan[0, 3, 3, 0] = np.nan
+    for payload, needle in ((short, "bytes, expected"), (mixed, "same lx, ly"),
+                            (compact_request(nan), "NaN")):  # fmt: skip
+        status, out = _post(compact_server, payload)
+        assert 400 <= status < 500, out
+        assert needle in out["message"] and len(out["message"]) < 2000
+    status, _ = _post(compact_server, compact_request(good))
+    assert status == 200

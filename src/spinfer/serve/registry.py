@@ -9,10 +9,16 @@ champion in clean processes (the model's own code path, not the source tree) on 
 held-out test set by the same metric and moves ``champion`` only when the challenger is
 strictly better; the replaced champion becomes ``previous``. Decisions are tags on the
 version. Aliases only; registry stages are not used.
+
+Every run also logs the compact variant of its model (one row of float32 bytes per
+image, spinfer.serve.pyfunc.SpinferCompactModel); it is registered as ``<name>-compact``
+and its aliases follow the tensor model's (same run), so ``models:/<name>-compact@champion``
+is always the same estimator as ``models:/<name>@champion``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -29,6 +35,11 @@ RULE = (
     "among training runs evaluated on the current dataset"
 )
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
+
+
+def compact_name(name: str) -> str:
+    """The registered name of the compact variant of registered model ``name``."""
+    return f"{name}-compact"
 
 
 def _client(params: Params, root: Path):
@@ -69,6 +80,7 @@ class Registration:
     run_id: str
     mae_mean: float
     created: bool
+    compact_version: str | None = None
 
 
 def register(params: Params, root: Path | str = ".") -> Registration:
@@ -105,10 +117,74 @@ def register(params: Params, root: Path | str = ".") -> Registration:
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
+    compact = _register_compact(client, name, run, tags)
     return Registration(
         name, str(version.version), run.info.run_name, run.info.run_id,
-        float(run.data.metrics["mae_mean"]), created,
+        float(run.data.metrics["mae_mean"]), created, compact,
     )  # fmt: skip
+
+
+def _register_compact(client, name: str, run, tags: dict[str, str]) -> str | None:
+    """The run's compact model as a version of ``<name>-compact`` (registered once, tagged,
+    alias challenger); None for a run logged before the compact variant existed."""
+    version = _compact_version(client, name, run.info.run_id)
+    if version is not None:
+        sibling = compact_name(name)
+        for key, value in tags.items():
+            client.set_model_version_tag(sibling, version, key, value)
+        client.set_registered_model_alias(sibling, CHALLENGER, version)
+    return version
+
+
+def _compact_version(client, name: str, run_id: str) -> str | None:
+    """The ``<name>-compact`` version of ``run_id``, registered on first use; None when
+    the run logged no compact model."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from spinfer.serve.pyfunc import COMPACT_ARTIFACT
+
+    sibling = compact_name(name)
+    try:
+        client.get_registered_model(sibling)
+    except MlflowException:
+        client.create_registered_model(
+            sibling, description=f"compact-input variant of '{name}' (same runs and aliases)"
+        )
+    existing = client.search_model_versions(f"name = '{sibling}' and run_id = '{run_id}'")
+    if existing:
+        return str(max(int(v.version) for v in existing))
+    models = client.search_logged_models(
+        experiment_ids=[client.get_run(run_id).info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' and name = '{COMPACT_ARTIFACT}'",
+    )
+    if not models:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uri = f"runs:/{run_id}/{COMPACT_ARTIFACT}"
+        return str(mlflow.register_model(uri, sibling).version)
+
+
+def _follow(client, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of ``<name>-compact`` at the version from the same run as
+    ``name``'s ``version``; drop the alias when that run has no compact model, so the two
+    names never serve different estimators."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = client.get_model_version(name, version).run_id
+    target = _compact_version(client, name, run_id)
+    sibling = compact_name(name)
+    if target is not None:
+        client.set_registered_model_alias(sibling, alias, target)
+        return
+    with contextlib.suppress(MlflowException):
+        client.delete_registered_model_alias(sibling, alias)
+
+
+def _set_alias(client, name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+    _follow(client, name, alias, version)
 
 
 _SCORE = r"""
@@ -203,8 +279,8 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
     better = theirs is None or mine["mae_mean"] < theirs["mae_mean"]
     if better:
         if champion is not None:
-            client.set_registered_model_alias(name, PREVIOUS, champion)
-        client.set_registered_model_alias(name, CHAMPION, challenger)
+            _set_alias(client, name, PREVIOUS, champion)
+        _set_alias(client, name, CHAMPION, challenger)
         reason = (
             "no champion yet"
             if champion is None
@@ -249,9 +325,9 @@ def rollback(params: Params, root: Path | str = ".") -> Decision:
     previous, champion = _alias(client, name, PREVIOUS), _alias(client, name, CHAMPION)
     if previous is None:
         raise InputError(f"'{name}' has no version with the alias '{PREVIOUS}' to roll back to")
-    client.set_registered_model_alias(name, CHAMPION, previous)
+    _set_alias(client, name, CHAMPION, previous)
     if champion is not None:
-        client.set_registered_model_alias(name, PREVIOUS, champion)
+        _set_alias(client, name, PREVIOUS, champion)
     return Decision(
         "rolled back", f"champion is version {previous} again", None,
         champion, previous, None, None,

@@ -448,9 +448,9 @@ def log_evaluation(
         for path in (best, last):
             if path.is_file():
                 mlflow.log_artifact(str(path), artifact_path="checkpoints")
-        from spinfer.serve.pyfunc import log_pyfunc_model
+        from spinfer.serve.pyfunc import log_served_models
 
-        log_pyfunc_model(bundle)
+        log_served_models(bundle)
 
 
 def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run_id: str | None):
