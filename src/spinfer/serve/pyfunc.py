@@ -232,7 +232,10 @@ def log_pyfunc_model(checkpoint: Path, name: str = "model", compact: bool = Fals
     probe = load_for_prediction(checkpoint)
     example = np.zeros((1, probe.size, probe.size, 3), dtype=np.float32)
     example[..., 2] = 1.0  # a saturated +z texture
-    inferred = infer_signature(example, probe.predict(None, example), params={"crops": "centre"})
+    with warnings.catch_warnings():  # image/panel are integer columns by design
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
+        outputs = probe.predict(None, example)
+        inferred = infer_signature(example, outputs, params={"crops": "centre"})
     if compact:
         inputs = Schema([ColSpec("binary", "spins"), ColSpec("long", "lx"), ColSpec("long", "ly")])
         python_model, example = SpinferCompactModel(), encode_compact(example)
