@@ -26,6 +26,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from spinfer.data.targets import TARGET_NAMES
 
@@ -108,7 +109,6 @@ class SpinferModel(mlflow.pyfunc.PythonModel):
 
     def predict_spins(self, spins, params=None, decode=None):
         """Rows of estimates for ``spins`` (``decode`` first turns the input into spins)."""
-        import pandas as pd
         import torch
 
         crops = (params or {}).get("crops", "centre")
@@ -144,13 +144,12 @@ class SpinferCompactModel(SpinferModel):
     binary columns, or native in Parquet) costs almost nothing. See ``COMPACT_COLUMNS``.
     """
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         return self.predict_spins(model_input, params, decode=decode_compact)
 
 
 def encode_compact(spins: np.ndarray):
     """The compact model's input for (N, Lx, Ly, 3) spins: a DataFrame, one row per image."""
-    import pandas as pd
 
     arr = np.asarray(spins, dtype="<f4")
     if arr.ndim == 3:
@@ -180,7 +179,6 @@ def compact_request(spins: np.ndarray) -> dict:
 
 def decode_compact(frame) -> np.ndarray:
     """(N, Lx, Ly, 3) float32 from the compact table, or InputRejected naming the problem."""
-    import pandas as pd
 
     if not isinstance(frame, pd.DataFrame):
         raise InputRejected(
