@@ -43,6 +43,7 @@ def test_encoding_round_trips_bit_for_bit_including_non_square_images():
         (pd.DataFrame({"spins": [], "lx": [], "ly": []}), "empty"),
         (pd.DataFrame({"spins": ["abc"], "lx": [1], "ly": [1]}), "must be bytes"),
         (pd.DataFrame({"spins": [b"\0" * 12], "lx": [0], "ly": [1]}), "positive"),
+        (pd.DataFrame({"spins": [b"\0" * 12], "lx": [None], "ly": [1]}), "integers"),
         (pd.DataFrame({"spins": [b"\0" * 8], "lx": [1], "ly": [1]}), "8 bytes, expected 12"),
         (pd.DataFrame({"spins": [b"\0" * 12] * 2, "lx": [1, 2], "ly": [1, 1]}), "same lx, ly"),
     ],
