@@ -117,23 +117,14 @@ def register(params: Params, root: Path | str = ".") -> Registration:
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
-    compact = _register_compact(client, name, run, tags)
+    compact = _follow(client, name, CHALLENGER, str(version.version))
+    if compact is not None:
+        for key, value in tags.items():
+            client.set_model_version_tag(compact_name(name), compact, key, value)
     return Registration(
         name, str(version.version), run.info.run_name, run.info.run_id,
         float(run.data.metrics["mae_mean"]), created, compact,
     )  # fmt: skip
-
-
-def _register_compact(client, name: str, run, tags: dict[str, str]) -> str | None:
-    """The run's compact model as a version of ``<name>-compact`` (registered once, tagged,
-    alias challenger); None for a run logged before the compact variant existed."""
-    version = _compact_version(client, name, run.info.run_id)
-    if version is not None:
-        sibling = compact_name(name)
-        for key, value in tags.items():
-            client.set_model_version_tag(sibling, version, key, value)
-        client.set_registered_model_alias(sibling, CHALLENGER, version)
-    return version
 
 
 def _compact_version(client, name: str, run_id: str) -> str | None:
@@ -166,10 +157,11 @@ def _compact_version(client, name: str, run_id: str) -> str | None:
         return str(mlflow.register_model(uri, sibling).version)
 
 
-def _follow(client, name: str, alias: str, version: str) -> None:
+def _follow(client, name: str, alias: str, version: str) -> str | None:
     """Point ``alias`` of ``<name>-compact`` at the version from the same run as
-    ``name``'s ``version``; drop the alias when that run has no compact model, so the two
-    names never serve different estimators."""
+    ``name``'s ``version`` and return it; drop the alias when that run has no compact
+    model (logged before the variant existed), so the two names never serve different
+    estimators."""
     from mlflow.exceptions import MlflowException
 
     run_id = client.get_model_version(name, version).run_id
@@ -177,9 +169,10 @@ def _follow(client, name: str, alias: str, version: str) -> None:
     sibling = compact_name(name)
     if target is not None:
         client.set_registered_model_alias(sibling, alias, target)
-        return
-    with contextlib.suppress(MlflowException):
-        client.delete_registered_model_alias(sibling, alias)
+    else:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model_alias(sibling, alias)
+    return target
 
 
 def _set_alias(client, name: str, alias: str, version: str) -> None:
