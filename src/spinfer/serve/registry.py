@@ -249,6 +249,11 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
         raise InputError(f"'{name}' has no version with the alias '{CHALLENGER}' (run register)")
     champion = _alias(client, name, CHAMPION)
     if champion is not None and champion == challenger:
+        # a store registered before the compact variant existed gets its aliases now
+        _follow(client, name, CHAMPION, champion)
+        previous = _alias(client, name, PREVIOUS)
+        if previous is not None:
+            _follow(client, name, PREVIOUS, previous)
         return Decision(
             "unchanged", f"version {challenger} is already the champion",
             challenger, champion, champion, None, None,
