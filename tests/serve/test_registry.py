@@ -78,6 +78,11 @@ def test_promote_first_champion_then_nothing_changes(project):
     assert tags["promotion.dataset"].startswith(("md5:", "sha256:"))
     assert promote(params, root).decision == "unchanged"
     assert _alias(client, "champion") == champion
+    _same_run_in_both_names(client, "champion")
+    # a store registered before the compact variant existed: promote fills its aliases in
+    client.delete_registered_model_alias("spinfer-compact", "champion")
+    assert promote(params, root).decision == "unchanged"
+    _same_run_in_both_names(client, "champion")
 
 
 def _register_other_run(project) -> str:
