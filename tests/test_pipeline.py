@@ -79,6 +79,8 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("spinfer", "champion")
     assert champion.tags["promotion.decision"] == "promoted"
+    compact = client.get_model_version_by_alias("spinfer-compact", "champion")
+    assert compact.run_id == champion.run_id  # the compact variant follows the champion
     promotion = json.loads((art / "metrics" / "promotion.json").read_text())
     assert promotion["champion_run"] == champion.tags["run_name"]
 
