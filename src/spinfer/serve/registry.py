@@ -136,12 +136,6 @@ def _compact_version(client, name: str, run_id: str) -> str | None:
     from spinfer.serve.pyfunc import COMPACT_ARTIFACT
 
     sibling = compact_name(name)
-    try:
-        client.get_registered_model(sibling)
-    except MlflowException:
-        client.create_registered_model(
-            sibling, description=f"compact-input variant of '{name}' (same runs and aliases)"
-        )
     existing = client.search_model_versions(f"name = '{sibling}' and run_id = '{run_id}'")
     if existing:
         return str(max(int(v.version) for v in existing))
@@ -151,6 +145,12 @@ def _compact_version(client, name: str, run_id: str) -> str | None:
     )
     if not models:
         return None
+    try:
+        client.get_registered_model(sibling)
+    except MlflowException:
+        client.create_registered_model(
+            sibling, description=f"compact-input variant of '{name}' (same runs and aliases)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         uri = f"runs:/{run_id}/{COMPACT_ARTIFACT}"
