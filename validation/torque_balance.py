@@ -22,8 +22,9 @@ import numpy as np
 
 from spinfer.config import load_params
 from spinfer.data.dataset import noise_levels, open_dataset
-from spinfer.physics.dipolar import dipolar_kernel
+from spinfer.data.grid import resolve_kshape_factor
 from spinfer.physics.inverse import COUPLINGS, torque_balance
+from spinfer.train.loop import data_paths
 
 
 def score(ds, every: int) -> dict:
@@ -55,15 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.params)
     root = Path(args.params).resolve().parent
-    paths = {
-        "textures": root / params.dataset.out,
-        "noisy": root / params.noise.out,
-        "splits": root / "artifacts" / "splits.json",
-    }
-    size = params.physics.size
-    kshape_over_d = dipolar_kernel(size, size, params.physics.dipolar_images).kshape()
-    if params.physics.kshape_factor is not None:
-        kshape_over_d = params.physics.kshape_factor
+    paths = data_paths(params, root)
+    kshape_over_d = resolve_kshape_factor(params.physics)
     clean = score(open_dataset("test", "clean", **paths), args.every)
     result = {"kshape_over_D": kshape_over_d, "clean": clean}
     print(f"clean: {clean['textures']} textures ({clean['n_out_of_plane']} out-of-plane)")
