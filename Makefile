@@ -52,11 +52,12 @@ bench: setup ## speed benchmarks (print ratios against a baseline of the same ru
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/serve_load.py
 
-validate: setup ## physics validation: figures, bias check, torque-balance inverse (after make run)
+validate: setup ## physics validation: figures, bias check, torque-balance inverse, descriptor probe (after make run)
 	$(BIN)/python validation/physics_checks.py --out artifacts/validation
 	$(BIN)/python validation/mc_bias.py
-	@if [ -d artifacts/noisy.zarr ]; then $(BIN)/python validation/torque_balance.py; \
-	else echo "validate: no dataset, torque_balance skipped (make run first)"; fi
+	@if [ -d artifacts/noisy.zarr ]; then $(BIN)/python validation/torque_balance.py \
+		&& $(BIN)/python validation/descriptor_probe.py; \
+	else echo "validate: no dataset, torque_balance and descriptor_probe skipped (make run first)"; fi
 
 clean: ## remove build caches (keeps .venv and artifacts)
 	rm -rf .cache .pytest_cache .ruff_cache
