@@ -2,16 +2,18 @@
 
 A learned baseline beside the networks: scikit-learn's gradient boosting on the 13
 descriptors of ``spinfer.data.descriptors`` (exchange, DMI and anisotropy energy densities
-and <|Sz|> at block scales 1, 2, 4; the dipolar energy density). ``noisy`` is trained like the noisy networks but sees every
-train/val texture at ``--draws`` fresh amplitudes a ~ U[noise.amplitude]; ``clean`` on the
-annealed textures. Three protocols:
+and <|Sz|> at block scales 1, 2, 4; the dipolar energy density). ``noisy`` is trained like
+the noisy networks but sees every train/val texture at ``--draws`` fresh amplitudes
+a ~ U[noise.amplitude]; ``clean`` on the annealed textures. Three protocols:
 
 * ``paper``: all train/val textures; scored on the test split. The paper's 14/4/2 split
   (the default's 3/1/1) puts textures of every parameter set in train and test, so this
   scores interpolation at parameters seen in training.
 * ``seen`` / ``held_out``: half the parameter sets (seeded) train it; scored on the test
   textures of those sets, and of the other half (parameters never seen). Same training
-  size, so the gap is what recognising a seen parameter set is worth.
+  size, so the gap is what recognising a seen parameter set is worth. The held-out score
+  is also taken after training on the first 1/8, 1/4, 1/2 and all of the half: a learning
+  curve in parameter sets.
 
 MAE of normalized couplings over the mean predictor's, per test level Ts, and at Ts = 0
 per texture kind (out-of-plane: mean |Sz| > 1/2; in-plane with |lambda| < D or >= D),
@@ -84,6 +86,20 @@ def ratios(models, x, truth, chance) -> dict[str, float]:
     return dict(zip(COUPLINGS, (mae / chance).round(4).tolist(), strict=True))
 
 
+def sets_curve(noisy, half, x, truth, masks, chance, seed) -> list[dict]:
+    """Held-out MAE / chance against the number of parameter sets trained on (the first
+    n of the half; the held-out half fixed): is more sets what K and D need?"""
+    xs, ys, sid = noisy
+    rows = []
+    for n in sorted({max(len(half) // k, 1) for k in (8, 4, 2, 1)}):
+        m = np.isin(sid, half[:n])
+        held = masks["held_out"]
+        rows.append(
+            {"sets": int(n), **ratios(fit(xs[m], ys[m], seed), x[held], truth[held], chance)}
+        )
+    return rows
+
+
 def texture_kinds(spins, params) -> dict[str, np.ndarray]:
     oop = np.array([np.abs(s[..., 2]).mean() > 0.5 for s in spins])
     weak_dmi = np.abs(params[:, 0]) < params[:, 2]
@@ -119,8 +135,8 @@ def main() -> None:
     ids = _set_ids(np.concatenate([phys, test_params]))
     train_ids, test_ids = ids[: len(phys)], ids[len(phys) :]
     sets = np.unique(ids)
-    first_half = np.isin(sets, rng.permutation(sets)[: len(sets) // 2])
-    half = sets[first_half]
+    order = rng.permutation(sets)  # the half, in the order the learning curve adds them
+    half = order[: len(sets) // 2]
     feats = training_features(spins, targets, train_ids, args.draws, params.noise.amplitude, rng)
     chance = np.abs(test.scaler.normalize(test_params) - targets.mean(axis=0)).mean(axis=0)
 
@@ -159,6 +175,9 @@ def main() -> None:
                         fitted = models[("noisy", "paper" if protocol == "paper" else "half")]
                         entry[protocol] = ratios(fitted, x[m], truth[m], chance)
                 result["kinds_ts0"][kind] = entry
+            result["sets_curve_ts0"] = sets_curve(
+                feats["noisy"], half, x, truth, masks, chance, seed
+            )
 
     networks = {}
     for run in args.runs:
@@ -172,6 +191,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "descriptor_probe.json").write_text(json.dumps(result, indent=2) + "\n")
     _figure(result, out / "descriptor_probe.png")
+    for r in result["sets_curve_ts0"]:
+        print(f"held-out sets, trained on {r['sets']} sets: MAE / chance "
+              + " / ".join(f"{r[c]:.2f}" for c in COUPLINGS))  # fmt: skip
     ts0 = result["levels"][0]
     print(" ".join(f"{p}_{c}={ts0[f'noisy/{p}'][c]:.3f}" for p in PROTOCOLS for c in COUPLINGS))
 
@@ -182,10 +204,10 @@ def _figure(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), sharey=True)
     ts = [r["ts"] for r in result["levels"]]
     styles = {"paper": "-o", "seen": "--", "held_out": ":s"}
-    for ax, c in zip(axes, COUPLINGS, strict=True):
+    for ax, c in zip(axes[:3], COUPLINGS, strict=True):
         for protocol, style in styles.items():
             ax.plot(ts, [r[f"noisy/{protocol}"][c] for r in result["levels"]], style, ms=3,
                     color="k", label=f"descriptors + GBM, noisy-trained, {protocol}")  # fmt: skip
@@ -195,6 +217,15 @@ def _figure(result: dict, path: Path) -> None:
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_title(c)
         ax.set_xlabel("Ts")
+    curve = result["sets_curve_ts0"]
+    for c in COUPLINGS:
+        axes[3].plot([r["sets"] for r in curve], [r[c] for r in curve], "-o", ms=3, label=c)
+    axes[3].set_xscale("log")
+    axes[3].axhline(1.0, color="grey", lw=0.8)
+    axes[3].axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[3].set_title("held-out sets, Ts = 0, noisy-trained")
+    axes[3].set_xlabel("parameter sets trained on")
+    axes[3].legend(fontsize=7)
     axes[0].set_ylabel("MAE / mean predictor's")
     axes[0].legend(fontsize=6)
     fig.tight_layout()

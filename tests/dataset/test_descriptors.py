@@ -121,3 +121,29 @@ def test_names_and_bad_input():
         coarse_grain(np.zeros((4, 4)), 2)
     with pytest.raises(InputError, match="block"):
         coarse_grain(np.zeros((4, 4, 3)), 5)
+
+
+def test_descriptor_probe_runs_on_the_tiny_dataset(tiny_data, tmp_path):
+    """validation/descriptor_probe.py end to end: every test level, kind and protocol."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, make_project
+
+    params = make_project(tmp_path, tiny_data)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "validation" / "descriptor_probe.py"),
+         "--params", str(params), "--draws", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert all("=" in pair for pair in last.split()) and "held_out_D=" in last
+    result = json.loads((tmp_path / "artifacts/validation/descriptor_probe.json").read_text())
+    assert [r["ts"] for r in result["levels"]] == pytest.approx([i / 10 for i in range(11)])
+    for row in result["levels"]:
+        for key in ("noisy/paper", "noisy/seen", "noisy/held_out", "clean/paper"):
+            assert all(np.isfinite(v) and v >= 0 for v in row[key].values()), key
+    assert result["sets"] == 3 and result["sets_curve_ts0"][-1]["sets"] == result["half_sets"]
+    assert (tmp_path / "artifacts/validation/descriptor_probe.png").stat().st_size > 0
