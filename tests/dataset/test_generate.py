@@ -14,7 +14,13 @@ import pytest
 import zarr
 
 import spinfer
-from spinfer.data.generate import generate, plan_dataset, work_dir
+from spinfer.data.generate import (
+    SIMULATION_SOURCES,
+    generate,
+    plan_dataset,
+    simulation_source_hash,
+    work_dir,
+)
 from spinfer.data.store import MANIFEST, open_store, store_meta
 from spinfer.errors import SpinferError
 from spinfer.physics.anneal import anneal
@@ -64,7 +70,8 @@ def test_store_records_how_it_was_made(tiny_data):
     assert meta["complete"] and meta["kind"] == "textures"
     assert "lambda" in meta["convention"] and "periodic" in meta["convention"]
     assert meta["spinfer_version"] == spinfer.__version__
-    assert meta["git_commit"]
+    assert meta["simulation_source"] == simulation_source_hash()
+    assert "git_commit" not in meta  # a commit elsewhere must not change the store's bytes
     assert meta["schedule"]["sweeps"] == params.schedule.sweeps
     assert meta["ranges"]["dipolar"] == list(params.ranges.dipolar)
     assert meta["kshape_factor"] == pytest.approx(6.775, abs=0.01)
@@ -183,3 +190,26 @@ def test_unreachable_scheduler_is_one_line_error(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert lines[-1].startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     assert "Traceback" not in run.stderr
+
+
+def test_simulation_sources_are_all_that_generation_imports():
+    """The fingerprint and the store's provenance hash SIMULATION_SOURCES only: generation
+    must not import another physics module (a fresh interpreter lists what it loads)."""
+    code = (
+        "import sys, spinfer.data.generate\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('spinfer.physics'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {
+        m.removeprefix("spinfer.physics").lstrip(".") or "__init__" for m in out.stdout.split()
+    }
+    assert {f"{m}.py" for m in loaded} <= set(SIMULATION_SOURCES)
+    assert "anneal.py" in SIMULATION_SOURCES and "inverse.py" not in SIMULATION_SOURCES
+
+
+def test_dvc_generate_stage_depends_on_the_simulation_sources():
+    import yaml
+
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["generate"]["deps"]
+    physics = {Path(d).name for d in deps if d.startswith("src/spinfer/physics")}
+    assert physics == set(SIMULATION_SOURCES)

@@ -45,7 +45,6 @@ from spinfer.data.grid import (
 )
 from spinfer.data.store import (
     FORMAT,
-    git_commit,
     open_store,
     sha256_file,
     shard_bounds,
@@ -116,12 +115,19 @@ def plan_dataset(params: Params) -> Plan:
     )
 
 
-def _physics_source_hash() -> str:
+#: The physics modules that decide a texture's bytes: what generation imports, and no more
+#: (validation tools such as inverse.py or observables.py may change without touching the
+#: store; a test checks that generation imports nothing outside this list).
+SIMULATION_SOURCES = ("__init__.py", "anneal.py", "dipolar.py", "energy.py", "montecarlo.py")
+
+
+def simulation_source_hash() -> str:
+    """sha256 of the simulation modules' source: the code half of a store's identity."""
     digest = hashlib.sha256()
-    for entry in sorted(resources.files("spinfer.physics").iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".py"):
-            digest.update(entry.name.encode())
-            digest.update(entry.read_bytes())
+    folder = resources.files("spinfer.physics")
+    for name in SIMULATION_SOURCES:
+        digest.update(name.encode())
+        digest.update(folder.joinpath(name).read_bytes())
     return digest.hexdigest()
 
 
@@ -138,7 +144,7 @@ def fingerprint(params: Params) -> str:
         "schedule": dataclasses.asdict(params.schedule),
         "ranges": dataclasses.asdict(params.ranges),
         "dataset": ds,
-        "physics_source": _physics_source_hash(),
+        "physics_source": simulation_source_hash(),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -153,7 +159,9 @@ def store_attributes(params: Params, plan: Plan, fp: str) -> dict[str, Any]:
         "complete": False,
         "fingerprint": fp,
         "spinfer_version": spinfer.__version__,
-        "git_commit": git_commit(Path(spinfer.__file__).parent),
+        # the source's content, not the git commit: a commit that leaves the simulation
+        # alone must leave the store's bytes (and DVC's hash of them) alone
+        "simulation_source": simulation_source_hash(),
         "convention": CONVENTION,
         "size": params.physics.size,
         "kshape_factor": plan.kshape_factor,
