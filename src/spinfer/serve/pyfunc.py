@@ -217,25 +217,37 @@ def load_for_prediction(checkpoint: Path) -> SpinferModel:
     return model
 
 
-def log_pyfunc_model(checkpoint: Path, name: str = "model", compact: bool = False) -> None:
-    """Log the checkpoint as a pyfunc model: signature, input example, code paths.
-
-    ``compact`` logs the compact variant (``SpinferCompactModel``: one row of float32 bytes
-    per image) instead of the tensor one.
-    """
-    import torch
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema, TensorSpec
-
-    import spinfer
+def _example_and_outputs(checkpoint: Path):
+    """A saturated +z example of the model's size and the signature inferred from the
+    checkpoint's prediction on it (loads the predictor bundle once per call)."""
+    from mlflow.models import infer_signature
 
     probe = load_for_prediction(checkpoint)
     example = np.zeros((1, probe.size, probe.size, 3), dtype=np.float32)
-    example[..., 2] = 1.0  # a saturated +z texture
+    example[..., 2] = 1.0
     with warnings.catch_warnings():  # image/panel are integer columns by design
         warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
         outputs = probe.predict(None, example)
         inferred = infer_signature(example, outputs, params={"crops": "centre"})
+    return example, inferred
+
+
+def log_pyfunc_model(
+    checkpoint: Path, name: str = "model", compact: bool = False, probed=None
+) -> None:
+    """Log the checkpoint as a pyfunc model: signature, input example, code paths.
+
+    ``compact`` logs the compact variant (``SpinferCompactModel``: one row of float32 bytes
+    per image) instead of the tensor one. ``probed`` = ``_example_and_outputs(checkpoint)``
+    when the caller already has it (both variants share one probe).
+    """
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    import spinfer
+
+    example, inferred = probed if probed is not None else _example_and_outputs(checkpoint)
     if compact:
         inputs = Schema([ColSpec("binary", "spins"), ColSpec("long", "lx"), ColSpec("long", "ly")])
         python_model, example = SpinferCompactModel(), encode_compact(example)
@@ -264,6 +276,8 @@ def log_pyfunc_model(checkpoint: Path, name: str = "model", compact: bool = Fals
 
 
 def log_served_models(checkpoint: Path) -> None:
-    """Both served variants into the active run: ``model`` (tensor) and ``compact``."""
-    log_pyfunc_model(checkpoint, "model")
-    log_pyfunc_model(checkpoint, COMPACT_ARTIFACT, compact=True)
+    """Both served variants into the active run: ``model`` (tensor) and ``compact``, from
+    one probe of the checkpoint."""
+    probed = _example_and_outputs(checkpoint)
+    log_pyfunc_model(checkpoint, "model", probed=probed)
+    log_pyfunc_model(checkpoint, COMPACT_ARTIFACT, compact=True, probed=probed)
