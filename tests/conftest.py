@@ -26,6 +26,15 @@ def repo_params() -> Path:
     return ROOT / "params.yaml"
 
 
+def smooth_texture(seed: int, size: int = 12) -> np.ndarray:
+    """A smooth, chiral-ish random texture (so DMI and dipolar terms are sizeable)."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=(size, size, 3))
+    for _ in range(3):
+        s = s + np.roll(s, 1, 0) + np.roll(s, 1, 1)
+    return s / np.linalg.norm(s, axis=-1, keepdims=True)
+
+
 def tiny_params(*overrides: str):
     """The repository's params.yaml on the tiny profile, plus ``section.key=value`` overrides."""
     from spinfer.config import load_params

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
+from torque_balance import network_curves  # validation/ is the script's folder
 
 from spinfer.config import load_params
 from spinfer.data.dataset import noise_levels, open_dataset
@@ -179,14 +180,11 @@ def main() -> None:
                 feats["noisy"], half, x, truth, masks, chance, seed
             )
 
-    networks = {}
-    for run in args.runs:
-        curve = root / params.train.eval_out / run / "mae_vs_ts.json"
-        if curve.is_file():
-            rows = json.loads(curve.read_text())
-            networks[run] = [{"ts": r["ts"], **{c: round(r[f"mae_{c}"] / chance[k], 4)
-                              for k, c in enumerate(COUPLINGS)}} for r in rows]  # fmt: skip
-    result["networks"] = networks
+    result["networks"] = {
+        run: [{"ts": r["ts"], **{c: round(r[c] / chance[k], 4) for k, c in enumerate(COUPLINGS)}}
+              for r in curve]
+        for run, curve in network_curves(root / params.train.eval_out, args.runs).items()
+    }  # fmt: skip
     out = root / args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "descriptor_probe.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -47,6 +47,18 @@ def score(ds, every: int) -> dict:
     return out
 
 
+def network_curves(eval_out: Path, runs: list[str]) -> dict[str, list[dict]]:
+    """MAE per coupling against Ts of each evaluated run (``<eval_out>/<run>/mae_vs_ts.json``);
+    runs not evaluated yet are left out."""
+    curves = {}
+    for run in runs:
+        path = eval_out / run / "mae_vs_ts.json"
+        if path.is_file():
+            rows = json.loads(path.read_text())
+            curves[run] = [{"ts": r["ts"], **{c: r[f"mae_{c}"] for c in COUPLINGS}} for r in rows]
+    return curves
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -76,13 +88,7 @@ def main() -> None:
         result["levels"].append({"ts": float(level), **r})
         ratios = " / ".join(f"{v:.3f}" for v in r["all"].values())
         print(f"Ts={float(level):.1f}: MAE / chance {ratios}")
-    networks = {}
-    for run in args.runs:
-        curve = root / params.train.eval_out / run / "mae_vs_ts.json"
-        if curve.is_file():
-            networks[run] = json.loads(curve.read_text())
-    result["networks"] = {k: [{"ts": r["ts"], **{c: r[f"mae_{c}"] for c in COUPLINGS}} for r in v]
-                          for k, v in networks.items()}  # fmt: skip
+    result["networks"] = network_curves(root / params.train.eval_out, args.runs)
     out = root / args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "torque_balance.json").write_text(json.dumps(result, indent=2) + "\n")

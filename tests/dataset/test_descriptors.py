@@ -19,19 +19,12 @@ from spinfer.data.symmetry import N_ELEMENTS, apply_symmetry, lambda_sign
 from spinfer.errors import InputError
 from spinfer.physics.energy import Hamiltonian, energy_terms
 from tests import reference
-
-
-def _texture(seed: int, size: int = 12) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    s = rng.normal(size=(size, size, 3))
-    for _ in range(3):
-        s = s + np.roll(s, 1, 0) + np.roll(s, 1, 1)
-    return s / np.linalg.norm(s, axis=-1, keepdims=True)
+from tests.conftest import smooth_texture
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_scale_one_is_the_energy_per_site_and_unit_coupling(seed):
-    s = _texture(seed, 10)
+    s = smooth_texture(seed, 10)
     n = s.shape[0] * s.shape[1]
     dev, dmi, sz2, abs_sz = bond_densities(s)
     terms = energy_terms(s, Hamiltonian(dmi=1.0, anisotropy=1.0, dipolar=0.0))
@@ -70,14 +63,14 @@ def test_uniform_states():
 
 
 def test_coarse_grain_blocks():
-    s = _texture(3, 12)
+    s = smooth_texture(3, 12)
     c = coarse_grain(s, 4)
     assert c.shape == (3, 3, 3)
     block = s[4:8, 0:4].reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(c[1, 0], block / np.linalg.norm(block))
     assert coarse_grain(s, 1) is not None and np.array_equal(coarse_grain(s, 1), s)
     # a lattice that is not a multiple of the block drops the partial blocks
-    assert coarse_grain(_texture(4, 10), 4).shape == (2, 2, 3)
+    assert coarse_grain(smooth_texture(4, 10), 4).shape == (2, 2, 3)
     # a block whose spins cancel stays zero rather than dividing by zero
     cancel = np.zeros((2, 2, 3))
     cancel[0, 0, 0] = cancel[1, 1, 0] = 1.0
@@ -88,7 +81,7 @@ def test_coarse_grain_blocks():
 def test_coarse_graining_averages_site_noise_out():
     from spinfer.data.noise import add_noise
 
-    s = _texture(5, 32)
+    s = smooth_texture(5, 32)
     noisy = add_noise(s, 0.5, np.random.default_rng(0))
     fine = abs(bond_densities(noisy)[0] - bond_densities(s)[0])
     coarse = abs(bond_densities(coarse_grain(noisy, 4))[0] - bond_densities(coarse_grain(s, 4))[0])
@@ -98,7 +91,7 @@ def test_coarse_graining_averages_site_noise_out():
 def test_invariant_under_the_point_group_up_to_the_dmi_sign():
     """Exact at scale 1 (coarse scales depend on where the blocks start, so there the
     symmetry holds only statistically)."""
-    s = _texture(6, 12)
+    s = smooth_texture(6, 12)
     base = bond_descriptors(s, (1,), dipolar=False)
     for e in range(N_ELEMENTS):
         g = apply_symmetry(torch.from_numpy(s.transpose(2, 0, 1).copy()), e)
@@ -116,7 +109,7 @@ def test_names_and_bad_input():
     names = [f"{n}@{b}" for b in (1, 2) for n in DESCRIPTOR_NAMES]
     assert descriptor_names((1, 2), dipolar=False) == names
     assert descriptor_names((1, 2)) == [*names, "dipolar_density@1"]
-    assert len(bond_descriptors(_texture(7, 8))) == len(descriptor_names()) == 13
+    assert len(bond_descriptors(smooth_texture(7, 8))) == len(descriptor_names()) == 13
     with pytest.raises(InputError, match="shape"):
         coarse_grain(np.zeros((4, 4)), 2)
     with pytest.raises(InputError, match="block"):

@@ -18,15 +18,7 @@ from spinfer.data.symmetry import (
 from spinfer.data.targets import TargetScaler
 from spinfer.physics.energy import Hamiltonian, energy_terms
 from spinfer.train.loop import lambda_offset
-
-
-def _texture(seed: int, size: int = 12) -> np.ndarray:
-    """A smooth, chiral-ish random texture (so DMI and dipolar terms are sizeable)."""
-    rng = np.random.default_rng(seed)
-    s = rng.normal(size=(size, size, 3))
-    for _ in range(3):
-        s = s + np.roll(s, 1, 0) + np.roll(s, 1, 1)
-    return s / np.linalg.norm(s, axis=-1, keepdims=True)
+from tests.conftest import smooth_texture
 
 
 def _as_image(spins: np.ndarray) -> torch.Tensor:
@@ -44,7 +36,7 @@ HAM = Hamiltonian(dmi=0.3, anisotropy=0.4, dipolar=0.1)
 def test_each_element_preserves_every_term_or_reverses_only_the_dmi(element):
     """Label-preserving elements keep every term; lambda-reversing ones (in-plane reversal)
     reverse E_DMI and keep exchange, dipolar and anisotropy."""
-    spins = _texture(element)
+    spins = smooth_texture(element)
     before = energy_terms(spins, HAM).as_dict()
     after = energy_terms(_as_spins(apply_symmetry(_as_image(spins), element)), HAM).as_dict()
     assert abs(before["dmi"]) > 1e-2 and abs(before["dipolar"]) > 1e-3  # a real test
@@ -60,7 +52,7 @@ def test_each_element_preserves_every_term_or_reverses_only_the_dmi(element):
 def test_every_named_operation_is_proven(operation):
     """The generators by name: each element they generate passes the energy test, and the
     label map is right: E(g S; lambda') = E(S; lambda) term by term."""
-    spins = _texture(7)
+    spins = smooth_texture(7)
     for element in group_elements([operation]):
         moved = _as_spins(apply_symmetry(_as_image(spins), element))
         flipped = Hamiltonian(dmi=lambda_sign(element) * HAM.dmi, anisotropy=0.4, dipolar=0.1)
@@ -80,7 +72,7 @@ def test_inplane_reversal_is_the_only_label_changing_operation():
 
 
 def test_translations_preserve_every_term():
-    spins = _texture(5)
+    spins = smooth_texture(5)
     before = energy_terms(spins, HAM).as_dict()
     after = energy_terms(np.roll(spins, (3, -5), axis=(0, 1)), HAM).as_dict()
     for term, value in before.items():
@@ -92,7 +84,7 @@ def test_augmenter_labels_follow_the_texture():
     its label, for every image of a batch (labels as the training targets, normalized)."""
     scaler = TargetScaler((-0.39, 0.02, 0.05), (0.39, 1.1, 0.13))
     params = np.array([[0.3, 0.4, 0.1], [-0.12, 0.9, 0.07], [0.0, 0.5, 0.12]])
-    x = torch.stack([_as_image(_texture(s)) for s in range(3)])
+    x = torch.stack([_as_image(smooth_texture(s)) for s in range(3)])
     y = torch.from_numpy(scaler.normalize(params))
     aug = Augmenter(OPERATIONS, lambda_offset(scaler))
     rng = np.random.default_rng(0)
@@ -115,7 +107,7 @@ def test_augmenter_labels_follow_the_texture():
 
 def test_the_dmi_sign_would_be_caught():
     """A wrong spin action (rotating positions but not the in-plane spin) changes E_DMI."""
-    spins = _texture(1)
+    spins = smooth_texture(1)
     x = _as_image(spins)
     wrong = torch.rot90(x, 1, dims=(-2, -1))
     e0 = energy_terms(spins, HAM).dmi
@@ -123,7 +115,7 @@ def test_the_dmi_sign_would_be_caught():
 
 
 def test_elements_are_distinct_and_augmentation_keeps_unit_length():
-    x = _as_image(_texture(3))
+    x = _as_image(smooth_texture(3))
     images = {tuple(apply_symmetry(x, e).flatten().tolist()) for e in range(N_ELEMENTS)}
     assert len(images) == N_ELEMENTS
     invariant = Augmenter(["rotate", "mirror", "time_reversal", "translate"])
@@ -135,7 +127,7 @@ def test_elements_are_distinct_and_augmentation_keeps_unit_length():
 
 
 def test_batched_images_transform_like_single_ones():
-    batch = torch.stack([_as_image(_texture(s)) for s in range(3)])
+    batch = torch.stack([_as_image(smooth_texture(s)) for s in range(3)])
     for e in (1, 6, 13):
         out = apply_symmetry(batch, e)
         for i in range(3):

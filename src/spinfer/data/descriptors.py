@@ -22,6 +22,7 @@ import numpy as np
 
 from spinfer.errors import InputError
 from spinfer.physics.dipolar import dipolar_kernel
+from spinfer.physics.energy import local_energy_terms
 
 DESCRIPTOR_SCALES = (1, 2, 4)
 DESCRIPTOR_NAMES = ("log_exchange_deviation", "dmi_density", "sz_squared", "abs_sz")
@@ -48,23 +49,13 @@ def coarse_grain(spins: np.ndarray, block: int) -> np.ndarray:
 
 
 def bond_densities(spins: np.ndarray) -> tuple[float, float, float, float]:
-    """(exchange bond deviation, DMI energy per unit lambda, <Sz^2>, <|Sz|>) per site.
-
-    Bonds along +x and +y, periodic, counted once each: the conventions of
-    ``spinfer.physics.energy.local_energy_terms``.
-    """
-    s = np.asarray(spins, dtype=np.float64)
-    r = np.roll(s, -1, axis=0)  # neighbour along +x
-    u = np.roll(s, -1, axis=1)  # neighbour along +y
-    deviation = 2.0 - (s * r).sum(-1) - (s * u).sum(-1)
-    sx, sy, sz = s[..., 0], s[..., 1], s[..., 2]
-    dmi = -((sz * r[..., 0] - sx * r[..., 2]) - (sy * u[..., 2] - sz * u[..., 1]))
-    return (
-        float(deviation.mean()),
-        float(dmi.mean()),
-        float((sz * sz).mean()),
-        float(np.abs(sz).mean()),
-    )
+    """(exchange bond deviation, DMI energy per unit lambda, <Sz^2>, <|Sz|>) per site,
+    from ``spinfer.physics.energy.local_energy_terms`` at unit couplings (its bond and sign
+    conventions, not a second copy of them)."""
+    s = np.ascontiguousarray(spins, dtype=np.float64)
+    n = s.shape[0] * s.shape[1]
+    e_ex, e_dmi, e_an = local_energy_terms(s, 1.0, 1.0, 1.0)
+    return 2.0 + e_ex / n, e_dmi / n, -e_an / n, float(np.abs(s[..., 2]).mean())
 
 
 def dipolar_density(spins: np.ndarray) -> float:
