@@ -19,6 +19,9 @@ def test_repo_params_load_every_profile(repo_params):
     assert tiny.ranges == default.ranges  # untouched keys come from the sections
     paper = params_from_dict({**raw, "profile": "paper"})
     assert paper.physics.size == 100
+    gpu = params_from_dict({**raw, "profile": "gpu"})
+    assert gpu.dataset.split == (14, 4, 2) and gpu.train.lr_schedule == "onecycle"
+    assert default.train.lr_schedule == "constant"
 
 
 def test_profiles_size_the_dataset(repo_params):
@@ -66,6 +69,7 @@ def test_override_is_applied_last(repo_params):
         ({"noise": {"test_levels": []}}, "noise.test_levels"),
         ({"noise": {"test_levels": [0.1, 0.1]}}, "noise.test_levels"),
         ({"ranges": {"anisotropy_step": 0}}, "ranges.anisotropy_step"),
+        ({"train": {"lr_schedule": "cosine"}}, "train.lr_schedule"),
     ],
 )
 def test_invalid_params_name_the_key(raw, needle):

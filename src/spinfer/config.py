@@ -124,8 +124,12 @@ class TrainParams:
     """Training of the capacity grid {resnet18, resnet50, cnn} x {noisy, clean}.
 
     Kwon et al.: MSE on normalized targets, Adam at 1e-4, batch 200, best-validation
-    checkpoint. ``epochs`` is per model name. ``device``: auto (CUDA when available), cpu
-    or cuda; ``amp``: bfloat16 autocast on CUDA (ignored on CPU).
+    checkpoint. ``epochs`` is per model name. The optimizer is AdamW (decoupled
+    ``weight_decay``; at 0 it is Adam). ``lr_schedule``: ``constant`` (the paper) or
+    ``onecycle`` (warm-up to ``lr`` over the first 10 % of the run's steps, then a cosine
+    decay; the number of epochs then decides the weights, so more epochs start afresh).
+    ``device``: auto (CUDA when available), cpu or cuda; ``amp``: bfloat16 autocast on
+    CUDA (ignored on CPU).
 
     Symmetry (spinfer.data.symmetry): ``augment`` lists the operations a random element of
     which is applied to every training image (``true``: all of them, ``false``: none);
@@ -146,6 +150,7 @@ class TrainParams:
     batch_size: int = 200
     lr: float = 1e-4
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
     cnn_width: int = 32
     cnn_depth: int = 3
     augment: bool | tuple[str, ...] = True
@@ -185,6 +190,7 @@ def _ops(value: bool | tuple[str, ...], every: tuple[str, ...]) -> tuple[str, ..
 
 
 HEADS = ("point", "gaussian")
+LR_SCHEDULES = ("constant", "onecycle")
 
 
 @dataclass(frozen=True)
@@ -469,6 +475,11 @@ def _check_train(t: TrainParams, tuned_models: tuple[str, ...] = ()) -> None:
     check_operations(t.tta_ops, "train.tta", translate=False)
     if t.head not in HEADS:
         raise ConfigError(f"train.head: unknown head '{t.head}' (known: {', '.join(HEADS)})")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            f"train.lr_schedule: unknown schedule '{t.lr_schedule}' "
+            f"(known: {', '.join(LR_SCHEDULES)})"
+        )
     if not 0.0 <= t.beta <= 1.0:
         raise ConfigError(f"train.beta must lie in [0, 1], got {t.beta}")
     if t.ensemble is not None and t.ensemble < 2:

@@ -136,6 +136,38 @@ def test_more_epochs_resume_bit_identically(tmp_path, tiny_data, trained):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_onecycle_schedule_decays_and_resumes_bit_identically(tmp_path, tiny_data):
+    """The schedule steps per batch, travels in last.pt and picks up where a stopped run
+    left off; its horizon (the epochs) is in the fingerprint, so more epochs start afresh."""
+    over = ["train.lr_schedule=onecycle", "train.epochs={cnn: 3}"]
+    whole_root, cut_root = tmp_path / "whole", tmp_path / "cut"
+    params = load_params(make_project(whole_root, tiny_data), over)
+    whole = train_run(params, "cnn", "noisy", whole_root, progress=False)
+    lrs = [h["lr"] for h in whole.state.history]
+    assert lrs[0] < params.train.lr and lrs[0] > lrs[1] > lrs[2]
+    assert lrs[2] == pytest.approx(params.train.lr / 25e4)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    params = load_params(make_project(cut_root, tiny_data), over)
+    with pytest.raises(Stop):
+        train_run(params, "cnn", "noisy", cut_root, progress=False, on_epoch=stop_after_two)
+    resumed = train_run(params, "cnn", "noisy", cut_root, progress=False)
+    assert resumed.resumed_from == 2 and [h["lr"] for h in resumed.state.history] == lrs
+    a = torch.load(resumed.paths.last, weights_only=False)
+    b = torch.load(whole.paths.last, weights_only=False)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    longer = load_params(cut_root / "params.yaml", [over[0], "train.epochs={cnn: 4}"])
+    assert train_run(longer, "cnn", "noisy", cut_root, progress=False).resumed_from == 0
+
+
 def test_a_lost_tracking_store_gets_a_new_run_with_the_history(tmp_path, tiny_data):
     import shutil
 

@@ -142,6 +142,8 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
         if (stores[k] / MANIFEST).is_file()
     ]
     what = {"train": train, "model": model, "data": data, "seed": params.base.seed}
+    if params.train.lr_schedule != "constant":  # the schedule's horizon shapes every step
+        what["epochs"] = params.train.epochs.get(model, 1)
     what["stores"] = manifests
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -190,6 +192,30 @@ def _loader(ds: TextureDataset, params: Params, sampler: ShardSampler) -> DataLo
     )
 
 
+def make_optimizer(net: nn.Module, params: Params) -> torch.optim.Optimizer:
+    """AdamW: decoupled weight decay (Loshchilov & Hutter); Adam itself at decay 0."""
+    return torch.optim.AdamW(
+        net.parameters(), lr=params.train.lr, weight_decay=params.train.weight_decay
+    )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-step learning-rate schedule (None = constant). ``onecycle`` is torch's OneCycleLR
+    (Smith 2018): from lr/25 up to ``train.lr`` over the first 10 % of the steps (at least
+    two), then a cosine down to lr/25e4, with Adam's beta1 cycling 0.95 -> 0.85 -> 0.95."""
+    if schedule == "constant":
+        return None
+    total = max(total_steps, 4)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
+        total_steps=total,
+        pct_start=max(0.1, 2 / total),
+    )
+
+
 def split_output(out: torch.Tensor, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(means, log-variances) of a network output (log-variances None for a point head)."""
     if head == "gaussian":
@@ -225,13 +251,15 @@ def _epoch_pass(
     head: str = "point",
     beta: float = 1.0,
     augment: tuple[Augmenter, np.random.Generator] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, float]:
     """One pass; returns sums over items of the objective, and over items and outputs of
     the squared and absolute errors of the means and of the Gaussian NLL, with the item
-    count ``n``. A non-finite loss raises TrainingDiverged.
+    count ``n`` (and the learning rate of the last update as ``lr``). A non-finite loss
+    raises TrainingDiverged.
 
     With ``augment`` (training only) every image gets a random symmetry of the Hamiltonian
-    (labels follow the lambda-reversing ones).
+    (labels follow the lambda-reversing ones); ``scheduler`` steps after every update.
     """
     training = optimizer is not None
     model.train(training)
@@ -253,7 +281,10 @@ def _epoch_pass(
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            sums["lr"] = optimizer.param_groups[0]["lr"]  # the rate this update used
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         err = mean.detach() - y
         sums["loss"] += float(loss.detach()) * len(x)
         sums["sse"] += float((err**2).sum())
@@ -392,16 +423,13 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     net = build_model(
         model_name, params.train.cnn_width, params.train.cnn_depth, outputs_of(head)
     ).to(device)
-    optimizer = torch.optim.Adam(
-        net.parameters(), lr=params.train.lr, weight_decay=params.train.weight_decay
-    )
-    state = TrainState()
+    optimizer = make_optimizer(net, params)
+    state, resumed = TrainState(), None
     if resume and paths.last.is_file():
         ckpt = torch.load(paths.last, map_location=device, weights_only=False)
         if ckpt.get("fingerprint") == fp:
             net.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            state = TrainState(**ckpt["state"])
+            state, resumed = TrainState(**ckpt["state"]), ckpt
     resumed_from = state.epoch
     model = net
     if dist.world > 1:
@@ -413,6 +441,11 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
     train_loader = _loader(train_ds, params, train_sampler)
     val_loader = _loader(val_ds, params, val_sampler)
+    scheduler = make_scheduler(optimizer, params.train.lr_schedule, epochs * len(train_loader))
+    if resumed is not None:  # after the scheduler, whose start resets the rates
+        optimizer.load_state_dict(resumed["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resumed["scheduler"])
 
     tracker = _Tracker(params, paths, root, state, dist, model_name, data, net, tags)
     show = (sys.stderr.isatty() if progress is None else progress) and dist.main
@@ -431,10 +464,13 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
             if augmenter is not None:
                 aug = (augmenter, np.random.default_rng([seed, epoch, dist.rank]))
             try:
-                tr = _epoch_pass(model, train_loader, device, amp, optimizer, bar, head, beta, aug)
+                tr = _epoch_pass(
+                    model, train_loader, device, amp, optimizer, bar, head, beta, aug, scheduler
+                )
             finally:
                 bar.close()
             va = _epoch_pass(model, val_loader, device, amp, None, None, head, beta)
+            lr = tr["lr"]
             keys = ("loss", "sse", "n")
             totals = _all_sum([tr[k] for k in keys] + list(va.values()), dist, device)
             tr = dict(zip(keys, totals[:3], strict=True))
@@ -446,6 +482,7 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
                 "val_loss": va["sse"] / (3 * va["n"]),
                 "val_mae": va["sae"] / (3 * va["n"]),
                 "seconds": time.perf_counter() - t0,
+                "lr": lr,
             }
             if head == "gaussian":
                 record["val_nll"] = va["nll"] / (3 * va["n"])
@@ -464,6 +501,7 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
                         "fingerprint": fp,
                         "model": net.state_dict(),
                         "optimizer": optimizer.state_dict(),
+                        "scheduler": None if scheduler is None else scheduler.state_dict(),
                         "state": dataclasses.asdict(state),
                     },
                     paths.last,
