@@ -55,6 +55,7 @@ bench: setup ## speed benchmarks (print ratios against a baseline of the same ru
 validate: setup ## physics validation: figures, bias check, torque-balance inverse, descriptor probe (after make run)
 	$(BIN)/python validation/physics_checks.py --out artifacts/validation
 	$(BIN)/python validation/mc_bias.py
+	$(BIN)/python validation/scale_check.py --plot
 	@if [ -d artifacts/noisy.zarr ]; then $(BIN)/python validation/torque_balance.py \
 		&& $(BIN)/python validation/descriptor_probe.py; \
 	else echo "validate: no dataset, torque_balance and descriptor_probe skipped (make run first)"; fi

@@ -21,7 +21,7 @@ def test_repo_params_load_every_profile(repo_params):
     assert paper.physics.size == 100
     gpu = params_from_dict({**raw, "profile": "gpu"})
     assert gpu.dataset.split == (14, 4, 2) and gpu.train.lr_schedule == "onecycle"
-    assert default.train.lr_schedule == "constant"
+    assert default.train.lr_schedule == "onecycle" and paper.train.lr_schedule == "constant"
 
 
 def test_profiles_size_the_dataset(repo_params):

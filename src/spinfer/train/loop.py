@@ -268,6 +268,7 @@ def _epoch_pass(
         if augment is not None:
             x, y = augment[0](x, y, augment[1])
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
         with (
             torch.set_grad_enabled(training),
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp),
@@ -422,7 +423,7 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     torch.manual_seed(params.base.seed)
     net = build_model(
         model_name, params.train.cnn_width, params.train.cnn_depth, outputs_of(head)
-    ).to(device)
+    ).to(device, memory_format=torch.channels_last)  # NHWC: ~25 % faster convs on CPU too
     optimizer = make_optimizer(net, params)
     state, resumed = TrainState(), None
     if resume and paths.last.is_file():
