@@ -77,6 +77,32 @@ def test_shard_sampler_covers_each_item_once_shard_by_shard(tiny_data):
     assert list(ShardSampler(ds, seed=3)) == order
 
 
+def test_shard_sampler_window_mixes_shards_and_the_cache_holds_them(tiny_data):
+    """Shard by shard a batch sees one or two values of D (the grid runs over D first);
+    a window mixes the items of that many shards, every item once, seeded."""
+    from spinfer.data.dataset import shuffle_window
+
+    ds = _open(tiny_data, "train")
+    n_shards = len({int(ds.shard_of(i)) for i in range(len(ds))})
+    assert n_shards >= 2 and shuffle_window(ds) == n_shards  # tiny: all fit
+    assert shuffle_window(ds, budget_bytes=1) == 2  # never below two
+    mixed = ShardSampler(ds, seed=3, window=n_shards)
+    order = list(mixed)
+    assert sorted(order) == list(range(len(ds))) and order == list(
+        ShardSampler(ds, seed=3, window=n_shards)
+    )
+    shards = [int(ds.shard_of(i)) for i in order]
+    assert sum(a != b for a, b in itertools.pairwise(shards)) > n_shards - 1
+    parts = [list(ShardSampler(ds, seed=0, rank=r, world=2, window=n_shards)) for r in (0, 1)]
+    assert set(parts[0]).isdisjoint(parts[1]) and set(parts[0]) | set(parts[1]) == set(
+        range(len(ds))
+    )
+    ds.cache_shards(n_shards)
+    for i in order:
+        ds[i]
+    assert len(ds._shards) == n_shards  # each shard decoded once per pass
+
+
 def test_shard_sampler_partitions_between_ranks(tiny_data):
     ds = _open(tiny_data, "train")
     parts = [list(ShardSampler(ds, seed=0, rank=r, world=2)) for r in range(2)]

@@ -3,8 +3,8 @@
 ``open_dataset(split, noise)`` gives a map-style Dataset of (x, y) with x the (3, L, L)
 float32 image (Sx, Sy, Sz) and y the targets (lambda, K, D) normalized to [0, 1] by the
 ranges recorded in the store. Nothing is read until an item is asked for; a whole shard
-is then decoded at once and kept (per process), so a ``ShardSampler`` that walks the data
-shard by shard reads every file once per epoch.
+is then decoded at once and kept (per process, ``cache_shards`` of them), so a
+``ShardSampler`` that walks windows of as many shards reads every file once per epoch.
 """
 
 from __future__ import annotations
@@ -100,6 +100,10 @@ class TextureDataset(Dataset):
             self._shards.move_to_end(k)
         return block
 
+    def cache_shards(self, n: int) -> None:
+        """Keep up to ``n`` decoded shards per process (LRU)."""
+        self._cached = max(1, int(n))
+
     def spins(self, i: int) -> np.ndarray:
         """Item ``i`` as stored: (L, L, 3) in the store's dtype."""
         row = int(self.index[i])
@@ -114,10 +118,14 @@ class TextureDataset(Dataset):
 
 
 class ShardSampler(Sampler[int]):
-    """Shuffle shard order and items within each shard, seeded per epoch.
+    """Shuffle shard order, then items within each window of ``window`` consecutive shards
+    (1: shard by shard), seeded per epoch.
 
-    With ``world > 1`` (DDP) every rank gets a disjoint, equally long share of the shards'
-    items (padded by repetition like ``DistributedSampler``).
+    A shard holds consecutive grid points, which run over D first: shard by shard, a batch
+    sees one or two values of D, and batch normalization then removes exactly what the
+    network should read. Training mixes every shard the dataset's cache can hold
+    (``shuffle_window``). With ``world > 1`` (DDP) every rank gets a disjoint, equally long
+    share of the items (padded by repetition like ``DistributedSampler``).
     """
 
     def __init__(
@@ -127,9 +135,11 @@ class ShardSampler(Sampler[int]):
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        window: int = 1,
     ) -> None:
         self.shards = np.asarray(dataset.shard_of(np.arange(len(dataset))))
         self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world
+        self.window = max(1, int(window))
         self.epoch = 0
         self.per_rank = -(-len(dataset) // world)
 
@@ -143,7 +153,7 @@ class ShardSampler(Sampler[int]):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
         keys = np.unique(self.shards)
         rank_of = dict(zip(keys.tolist(), rng.permutation(len(keys)).tolist(), strict=True))
-        primary = np.array([rank_of[s] for s in self.shards.tolist()])
+        primary = np.array([rank_of[s] // self.window for s in self.shards.tolist()])
         return items[np.lexsort((rng.random(len(items)), primary))]
 
     def __iter__(self) -> Iterator[int]:
@@ -156,6 +166,14 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+def shuffle_window(dataset: TextureDataset, budget_bytes: int = 1 << 30) -> int:
+    """Shards to mix per window: all of them if their decoded spins fit ``budget_bytes``
+    (the default's 480 training textures take 58 MB), else as many as fit (at least 2)."""
+    n_shards = len(np.unique(dataset.shard_of(np.arange(len(dataset)))))
+    shard_bytes = dataset.shard_size * dataset.spins(0).nbytes
+    return int(min(n_shards, max(2, budget_bytes // max(shard_bytes, 1))))
 
 
 def open_dataset(

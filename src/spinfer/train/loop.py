@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
-from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset
+from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset, shuffle_window
 from spinfer.data.store import MANIFEST
 from spinfer.data.symmetry import Augmenter
 from spinfer.errors import ConfigError, InputError, SpinferError, TrainingDiverged
@@ -438,7 +438,9 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
 
     seed = params.base.seed
-    train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world)
+    window = shuffle_window(train_ds)
+    train_ds.cache_shards(window)
+    train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world, window)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
     train_loader = _loader(train_ds, params, train_sampler)
     val_loader = _loader(val_ds, params, val_sampler)
