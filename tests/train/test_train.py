@@ -168,6 +168,22 @@ def test_onecycle_schedule_decays_and_resumes_bit_identically(tmp_path, tiny_dat
     assert train_run(longer, "cnn", "noisy", cut_root, progress=False).resumed_from == 0
 
 
+def test_changed_training_code_does_not_resume_an_old_checkpoint(tmp_path, tiny_data, monkeypatch):
+    """dvc repro reruns a train stage when its code changes, and its checkpoints persist:
+    the fingerprint holds the training code's hash so the rerun starts afresh."""
+    from spinfer.train import loop
+
+    assert set(loop.TRAINING_SOURCES) >= {"train/loop.py", "data/dataset.py"}
+    params = load_params(make_project(tmp_path, tiny_data), ["train.epochs={cnn: 1}"])
+    first = train_run(params, "cnn", "noisy", tmp_path, progress=False)
+    assert first.state.epoch == 1
+    monkeypatch.setattr(loop, "training_source_hash", lambda: "edited")
+    again = train_run(
+        load_params(tmp_path / "params.yaml"), "cnn", "noisy", tmp_path, progress=False
+    )
+    assert again.resumed_from == 0 and again.state.epoch == 2
+
+
 def test_a_lost_tracking_store_gets_a_new_run_with_the_history(tmp_path, tiny_data):
     import shutil
 

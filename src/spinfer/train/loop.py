@@ -127,8 +127,26 @@ def open_training_data(
     return train, val
 
 
+# the modules whose code decides a run's weights (beside its config and data)
+TRAINING_SOURCES = ("train/loop.py", "train/models.py", "data/dataset.py", "data/symmetry.py")
+
+
+def training_source_hash() -> str:
+    """sha256 of TRAINING_SOURCES: a changed training loop, model, sampler or symmetry
+    does not resume a checkpoint written by the old one."""
+    from importlib import resources
+
+    digest = hashlib.sha256()
+    package = resources.files("spinfer")
+    for name in TRAINING_SOURCES:
+        digest.update(name.encode())
+        digest.update(package.joinpath(name).read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
-    """What decides the run's weights: a checkpoint is resumed only under the same one.
+    """What decides the run's weights: a checkpoint is resumed only under the same one
+    (config, model, data, stores and the training code).
 
     The number of epochs is left out on purpose: asking for more epochs continues a run.
     """
@@ -145,6 +163,7 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
     if params.train.lr_schedule != "constant":  # the schedule's horizon shapes every step
         what["epochs"] = params.train.epochs.get(model, 1)
     what["stores"] = manifests
+    what["code"] = training_source_hash()
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
