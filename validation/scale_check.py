@@ -209,7 +209,7 @@ def plot(out: str, training_json: str = "artifacts/metrics/training.json") -> No
     bars = {}
     if os.path.isfile(training_json):
         cpu = json.loads(Path(training_json).read_text())["resnet18-noisy"]
-        bars["CPU pipeline: default, 150 steps"] = [
+        bars["CPU: make run (default profile, resnet18-noisy)"] = [
             cpu[f"ratio_{c}"] for c in ("lambda", "K", "D")
         ]
     for path in sorted(glob.glob(os.path.join(out, "scale_check*.json"))):
