@@ -46,6 +46,9 @@ def test_profile_is_selectable_by_override(repo_params):
 def test_override_is_applied_last(repo_params):
     p = load_params(repo_params, ["schedule.sweeps=7", "physics.kshape_factor=2.0"])
     assert p.schedule.sweeps == 7 and p.physics.kshape_factor == 2.0
+    # YAML 1.1 reads 1e-9 (no dot) as a string; a float field takes it as the number
+    p = load_params(repo_params, ["external.max_ratio=1e-9", "external.data=null"])
+    assert p.external.max_ratio == 1e-9 and p.external.data is None
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,9 @@ def test_override_is_applied_last(repo_params):
         ({"noise": {"test_levels": [0.1, 0.1]}}, "noise.test_levels"),
         ({"ranges": {"anisotropy_step": 0}}, "ranges.anisotropy_step"),
         ({"train": {"lr_schedule": "cosine"}}, "train.lr_schedule"),
+        ({"external": {"max_ratio": 0}}, "external.max_ratio"),
+        ({"external": {"max_ratio": "low"}}, "external.max_ratio"),
+        ({"external": {"set": "x.npz"}}, "external.set"),
     ],
 )
 def test_invalid_params_name_the_key(raw, needle):

@@ -39,6 +39,14 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     from spinfer.spleem.sample import make_sample
 
     make_sample(load_params(work / "params.yaml"), work / "data" / "spleem")  # plays data/
+    external = work / "data" / "external" / "spirit.npz"  # a small external set, by Spirit
+    made = _sh([sys.executable, str(ROOT / "validation" / "external_spirit.py"), "--n", "4",
+                "--size", "16", "--cool-scale", "0.05", "--out", str(external)], work)  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    foreign_out = str(work / "data" / "spleem_spirit")  # foreign images, by Spirit
+    foreign = _sh([sys.executable, str(ROOT / "validation" / "spleem_foreign.py"), "--size", "40",
+                   "--no-estimate", "--out", foreign_out], work)  # fmt: skip
+    assert foreign.returncode == 0, foreign.stdout + foreign.stderr
     for cmd in (
         ["git", "init", "-q"],
         ["dvc", "init", "-q"],
@@ -48,13 +56,17 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
     stages = ("generate", "split", "noise", "report", "tuned", "compare", "register", "promote",
-              "spleem")  # fmt: skip
+              "spleem", "spleem_foreign")  # fmt: skip
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     for model in ("resnet18", "resnet50", "cnn"):
         for data in ("noisy", "clean"):
             assert f"Running stage 'train@{model}-{data}'" in first.stdout, first.stdout
             assert (work / "artifacts" / "models" / f"{model}-{data}" / "best.pt").is_file()
+            assert f"Running stage 'external@{model}-{data}'" in first.stdout, first.stdout
+            ext = json.loads((work / "artifacts" / "eval" / f"{model}-{data}" / "external.json")
+                             .read_text())  # fmt: skip
+            assert ext["external_n"] == 4 and ext["external_mae_over_centre_K"] > 0
     art = work / "artifacts"
     assert (art / "textures.zarr" / "manifest.sha256").is_file()
     assert (art / "noisy.zarr" / "manifest.sha256").is_file()
@@ -66,9 +78,13 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     spleem = json.loads((art / "metrics" / "spleem.json").read_text())
     assert set(spleem) == {"lam_p2.0", "lam_m2.0"} and spleem["lam_p2.0"]["panels"] == 20
     assert (art / "spleem" / "spleem_fig4.png").stat().st_size > 5000
+    foreign_metrics = json.loads((art / "metrics" / "spleem_spirit.json").read_text())
+    assert set(foreign_metrics) == {"spirit_lam_p2.0", "spirit_lam_0.0", "spirit_lam_m2.0"}
+    assert all("neel_fraction" in m and "K_true" in m for m in foreign_metrics.values())
     metrics = _sh(["dvc", "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"textures": 30' in metrics.stdout, metrics.stdout
     assert "resnet18_noisy_below_half_chance" in metrics.stdout
+    assert "external_ratio_D" in metrics.stdout
     assert (art / "eval" / "capacity_grid.png").stat().st_size > 1000
     runs = mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}").search_runs(
         [mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")

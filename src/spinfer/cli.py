@@ -309,20 +309,11 @@ def train(
 
     root = params.resolve().parent
     if tuned is not None:
-        from spinfer.tune import load_tuned, tuned_overrides
-
-        settings = load_tuned(tuned)
-        if settings is None:
+        found = _tuned_run(params, overrides, tuned)
+        if found is None:
             _no_tuned_run(root, tuned)
             return
-        model, data = settings["model"], settings["data"]
-        base = _config(params, overrides)
-        overrides = [
-            *(overrides or []),
-            *tuned_overrides(settings, base),
-            f"train.out={base.train.out}/tuned",
-            f"train.eval_out={base.train.eval_out}/tuned",
-        ]
+        model, data, overrides = found
     if model is None or data is None:
         raise typer.BadParameter("give --model and --data, or --tuned FILE")
     cfg = _config(params, overrides)
@@ -347,6 +338,58 @@ def train(
 
         if tdist.is_available() and tdist.is_initialized():
             tdist.destroy_process_group()
+
+
+def _tuned_run(params: Path, overrides: list[str] | None, tuned: Path):
+    """(model, data, overrides) of a study's winner (tuned.yaml), or None before any study."""
+    from spinfer.tune import load_tuned, tuned_overrides
+
+    settings = load_tuned(tuned)
+    if settings is None:
+        return None
+    base = _config(params, overrides)
+    return (
+        settings["model"],
+        settings["data"],
+        [
+            *(overrides or []),
+            *tuned_overrides(settings, base),
+            f"train.out={base.train.out}/tuned",
+            f"train.eval_out={base.train.eval_out}/tuned",
+        ],
+    )
+
+
+@app.command()
+def external(
+    model: Annotated[
+        str | None, typer.Option("--model", help="resnet18, resnet50, cnn (or a timm name)")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="training data: noisy or clean")
+    ] = None,
+    tuned: Annotated[
+        Path | None, typer.Option("--tuned", help="the study's winner (tuned.yaml) instead")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+) -> None:
+    """Estimate the external test set (another simulator's textures) with a trained run."""
+    from spinfer.train.external import evaluate_external, summary_line
+    from spinfer.train.loop import check_run, run_name
+
+    if tuned is not None:
+        found = _tuned_run(params, overrides, tuned)
+        if found is None:
+            typer.echo(f"external: {tuned} names no trained run yet; nothing to do", err=True)
+            return
+        model, data, overrides = found
+    if model is None or data is None:
+        raise typer.BadParameter("give --model and --data, or --tuned FILE")
+    cfg = _config(params, overrides)
+    check_run(model, data)
+    metrics = evaluate_external(cfg, model, data, params.resolve().parent)
+    typer.echo(summary_line(run_name(model, data), metrics), err=True)
 
 
 def _no_tuned_run(root: Path, tuned: Path) -> None:
@@ -571,6 +614,17 @@ def spleem_estimate(
         str | None, typer.Option("--model", help="model URI (default spleem.model)")
     ] = None,
     stride: Annotated[int | None, typer.Option("--stride", help="panel stride (px)")] = None,
+    orientation: Annotated[
+        str | None,
+        typer.Option(
+            "--orientation",
+            help="image axes: xy-up (x right along the columns, y up along the rows; default), "
+            "xy-down, transposed; a set's meta.yaml wins",
+        ),
+    ] = None,
+    sz_sign: Annotated[
+        int | None, typer.Option("--sz-sign", help="-1 when the instrument shows -Sz as white")
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -588,11 +642,23 @@ def spleem_estimate(
     import shutil
     import tempfile
 
-    from spinfer.spleem.estimate import estimate_all
+    from spinfer.spleem.estimate import estimate_all, log_run
+    from spinfer.spleem.ingest import ORIENTATIONS
 
     extra = list(overrides or [])
     if stride is not None:
         extra.append(f"spleem.stride={stride}")
+    if orientation is not None:
+        if orientation not in ORIENTATIONS:
+            raise typer.BadParameter(
+                f"unknown orientation '{orientation}' (known: {', '.join(ORIENTATIONS)})",
+                param_hint="--orientation",
+            )
+        extra.append(f"spleem.orientation={orientation}")
+    if sz_sign is not None:
+        if sz_sign not in (1, -1):
+            raise typer.BadParameter("must be 1 or -1", param_hint="--sz-sign")
+        extra.append(f"spleem.sz_sign={sz_sign}")
     if out is None and (channels or wheel):  # not the pipeline's output folder
         out = params.resolve().parent / "artifacts" / "spleem_adhoc"
     if out is not None:
@@ -614,7 +680,9 @@ def spleem_estimate(
             (folder / f"{stem}{src.suffix}").symlink_to(src.resolve())
         data = scratch
     try:
-        results = estimate_all(cfg, root, data, model, "channels" if not wheel else "wheel")
+        results = estimate_all(
+            cfg, root, data, model, "channels" if not wheel else "wheel", log=False
+        )
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -623,9 +691,28 @@ def spleem_estimate(
         from spinfer.spleem.estimate import metrics_of
 
         atomic_write_text(metrics, json.dumps(metrics_of(results), indent=2) + "\n")
+    for r in results:
+        for warning in r.warnings:
+            typer.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json({r.name: r.summary() for r in results})
-        return
+    else:
+        _print_spleem(results)
+    outputs = root / cfg.spleem.out
+    try:
+        log_run(cfg, root, results, outputs, model or cfg.spleem.model)
+    except Exception as exc:  # the estimate is on disk already; say so, never lose it
+        if os.environ.get("SPINFER_TRACEBACK") == "1":
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpinferError(
+            f"the estimates are written to {outputs} (summary.json, *_panels.csv) but logging "
+            f"them to MLflow failed: {first}"
+        ) from None
+
+
+def _print_spleem(results) -> None:
+    """One line per set: estimates with their uncertainty, meV values, wall width, truth."""
     for r in results:
         m, sd = r.mean, r.std
         line = (
@@ -636,7 +723,8 @@ def spleem_estimate(
             )
             + f"; J {m['J_meV']:.3g} meV, lambda {m['lambda_meV']:.3g} meV, "
             + f"K {m['K_meV']:.3g} meV; wall w {r.walls['w_px']:.2f} px "
-            + f"({r.walls['width_nm']:.0f} nm)"
+            + f"({r.walls['width_nm']:.0f} nm), Neel fraction {r.walls['neel_fraction']:.2f} "
+            + f"(chirality {r.walls['chirality']:+.2f})"
         )
         if r.truth:
             line += " | truth " + ", ".join(f"{k} {r.truth[k]:.4g}" for k in ("lambda", "K", "D"))

@@ -23,6 +23,7 @@ rejected by name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -111,6 +112,7 @@ class NoiseParams:
     """
 
     amplitude: tuple[float, float] = (0.0, 1.0)
+    microscope: float = 0.0  # share of train/val copies seen by a virtual microscope instead
     test_levels: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
     out: str = "artifacts/noisy.zarr"
 
@@ -204,6 +206,19 @@ class TrackingParams:
 
 
 @dataclass(frozen=True)
+class ExternalParams:
+    """The external test set (textures this project did not make) and the champion guard.
+
+    Every evaluated run reports its MAE on ``data`` beside its test-set MAE, as a ratio to
+    predicting the centre of the parameter ranges. ``max_ratio``: register and promote refuse
+    a run whose ratio reaches it for lambda, K or D (null: no guard).
+    """
+
+    data: str | None = "data/external/spirit.npz"
+    max_ratio: float | None = 1.0
+
+
+@dataclass(frozen=True)
 class TuneParams:
     """Optuna studies (``spinfer tune``): search space, budget per trial, storage.
 
@@ -238,7 +253,9 @@ class SpleemParams:
     """Experimental (SPLEEM-like) images: where they are, how they are read, the film.
 
     ``data`` holds one folder per image set: sx/sy/sz grey-scale images (any common format,
-    8 or 16 bit) and/or wheel.<ext> (colour wheel), optionally truth.json. Panels of the
+    8 or 16 bit) and/or wheel.<ext> (colour wheel), optionally truth.json and meta.yaml
+    (``orientation``, ``sz_sign`` of that set; ``orientation`` and ``sz_sign`` here are the
+    defaults, see spinfer.spleem.ingest for the conventions). Panels of the
     model's size are cut on a grid with ``stride`` pixels and kept when ``min_trusted`` of
     their pixels are trusted (calibrated vector at least ``min_norm`` long). Film constants
     (monolayers, Bohr magnetons, Angstrom) give the meV scale D_L; ``pixel_nm`` the wall
@@ -252,6 +269,8 @@ class SpleemParams:
     out: str = "artifacts/spleem"
     experiment: str = "spinfer-spleem"
     model: str = "models:/spinfer@champion"
+    orientation: str = "xy-up"  # image axes (spinfer.spleem.ingest); a set's meta.yaml wins
+    sz_sign: int = 1  # -1: the instrument shows -Sz as white
     stride: int = 50
     min_norm: float = 0.3
     min_trusted: float = 0.9
@@ -283,6 +302,7 @@ class Params:
     noise: NoiseParams = field(default_factory=NoiseParams)
     train: TrainParams = field(default_factory=TrainParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
+    external: ExternalParams = field(default_factory=ExternalParams)
     tune: TuneParams = field(default_factory=TuneParams)
     spleem: SpleemParams = field(default_factory=SpleemParams)
 
@@ -334,6 +354,9 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-9 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         if not math.isfinite(value):
@@ -448,6 +471,8 @@ def _check(p: Params) -> None:
     _check_noise(p.noise)
     _check_tune(p.tune)
     _check_spleem(p.spleem)
+    if p.external.max_ratio is not None and p.external.max_ratio <= 0:
+        raise ConfigError(f"external.max_ratio must be > 0 or null, got {p.external.max_ratio}")
     _check_train(p.train, p.tune.models)
     _check_symmetric_lambda(p)
 
@@ -526,6 +551,8 @@ def _check_noise(n: NoiseParams) -> None:
     lo, hi = n.amplitude
     if not 0 <= lo <= hi:
         raise ConfigError(f"noise.amplitude must satisfy 0 <= lo <= hi, got [{lo}, {hi}]")
+    if not 0 <= n.microscope <= 1:
+        raise ConfigError(f"noise.microscope must be in [0, 1], got {n.microscope}")
     if any(t < 0 for t in n.test_levels):
         raise ConfigError("noise.test_levels must be >= 0")
     if len(set(n.test_levels)) != len(n.test_levels):
@@ -576,6 +603,13 @@ def _check_tune(t: TuneParams) -> None:
 
 
 def _check_spleem(s: SpleemParams) -> None:
+    orientations = ("xy-up", "xy-down", "transposed")  # spinfer.spleem.ingest.ORIENTATIONS
+    if s.orientation not in orientations:
+        raise ConfigError(
+            f"spleem.orientation: unknown '{s.orientation}' (known: {', '.join(orientations)})"
+        )
+    if s.sz_sign not in (1, -1):
+        raise ConfigError(f"spleem.sz_sign must be 1 or -1, got {s.sz_sign}")
     if s.stride < 1 or not 0 < s.min_norm < 1 or not 0 < s.min_trusted <= 1:
         raise ConfigError("spleem needs stride >= 1, 0 < min_norm < 1, 0 < min_trusted <= 1")
     if min(s.d_co, s.d_ni, s.mu_co, s.mu_ni) < 0 or s.lattice_a <= 0 or s.pixel_nm <= 0:

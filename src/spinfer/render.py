@@ -55,7 +55,8 @@ def colour_wheel(n: int = 129) -> np.ndarray:
 
 
 def _draw(ax, spins: np.ndarray, title: str | None) -> None:
-    ax.imshow(spins_to_rgb(spins), origin="lower", interpolation="nearest")
+    # x to the right, y up (the image convention of spinfer.spleem.ingest)
+    ax.imshow(spins_to_rgb(spins).transpose(1, 0, 2), origin="lower", interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -97,6 +97,23 @@ def test_stored_seed_reproduces_the_stored_texture(tiny_data):
     np.testing.assert_array_equal(group["spins"][i], result.spins.astype(np.float32))
 
 
+def test_store_records_each_textures_protocol(tiny_data):
+    from spinfer.physics.anneal import COOLING_LAWS, RELAX_METHODS
+
+    group = open_store(tiny_data["textures"])
+    schedule = tiny_params().schedule
+    assert schedule.randomize
+    drawn = [schedule.draw(int(seed)) for seed in group["seed"][:]]
+    np.testing.assert_array_equal(group["protocol_sweeps"][:], [d.sweeps for d in drawn])
+    np.testing.assert_array_equal(group["protocol_t_start"][:], [d.t_start for d in drawn])
+    cooling = [COOLING_LAWS[c] for c in group["protocol_cooling"][:]]
+    assert cooling == [d.cooling for d in drawn]
+    assert [RELAX_METHODS[c] for c in group["protocol_relax"][:]] == [d.relax for d in drawn]
+    assert len(set(cooling)) > 1  # the draw varies across textures
+    meta = dict(group.attrs)["spinfer"]["protocol"]
+    assert meta["randomize"] and meta["cooling_codes"] == list(COOLING_LAWS)
+
+
 def test_bit_identical_for_one_and_two_workers(tmp_path, tiny_data):
     one = generate(tiny_params(), tmp_path / "one.zarr", workers=1, progress=False)
     assert one.computed == one.textures and one.resumed == 0

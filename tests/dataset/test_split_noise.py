@@ -100,7 +100,13 @@ def test_noisy_store_layout_and_amplitudes(tiny_data):
         sub = group[split]
         np.testing.assert_array_equal(sub["index"][:], doc[split])
         amp = sub["amplitude"][:]
-        assert amp.min() >= 0.0 and amp.max() <= 1.0 and amp.std() > 0
+        scope = sub["microscope"][:]  # used, psf, offsets, gains, counts, bits per image
+        used = scope[:, 0] > 0
+        assert used.any() and (~used).any()  # noise.microscope = 0.5: both kinds of copy
+        np.testing.assert_array_equal(np.isnan(amp), used)  # S + aR copies keep their a
+        assert amp[~used].min() >= 0.0 and amp[~used].max() <= 1.0 and amp[~used].std() > 0
+        assert set(scope[used, -1]) <= {8, 12, 16} and (scope[used, 1] <= 1.5).all()
+        np.testing.assert_allclose(np.linalg.norm(sub["spins"][:], axis=-1), 1.0, atol=1e-5)
         np.testing.assert_array_equal(sub["params"][:], raw["params"][:][doc[split]])
     for level in params.noise.test_levels:
         sub = group[f"test/{level_group(level)}"]

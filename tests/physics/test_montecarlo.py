@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from spinfer.errors import InputError
-from spinfer.physics.anneal import Schedule, anneal, rng_state
+from spinfer.physics.anneal import PROTOCOL, Schedule, anneal, descend, rng_state
 from spinfer.physics.dipolar import dipolar_kernel
-from spinfer.physics.energy import Hamiltonian, energy_terms
+from spinfer.physics.energy import Hamiltonian, effective_field, energy_terms
 from spinfer.physics.montecarlo import (
     exact_metropolis_sweep,
     metropolis_sweep,
@@ -147,7 +147,14 @@ def test_domain_period_of_stripes():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"t_end": 0.0}, {"t_start": 0.1, "t_end": 0.2}, {"sweeps": 0}, {"cooling": "x"}]
+    "kwargs",
+    [
+        {"t_end": 0.0},
+        {"t_start": 0.1, "t_end": 0.2},
+        {"sweeps": 0},
+        {"cooling": "x"},
+        {"relax": "newton"},
+    ],
 )
 def test_bad_schedule_is_refused(kwargs):
     with pytest.raises(InputError):
@@ -157,3 +164,58 @@ def test_bad_schedule_is_refused(kwargs):
 def test_tiny_lattice_is_refused():
     with pytest.raises(InputError, match="4x4"):
         anneal(HAM, (3, 8), FAST, seed=0)
+
+
+def test_a_fixed_schedule_draws_itself_and_a_randomized_one_draws_per_seed():
+    assert FAST.draw(3) is FAST
+    rand = dataclasses.replace(FAST, randomize=True)
+    drawn = [rand.draw(seed) for seed in range(400)]
+    assert rand.draw(17) == drawn[17] and not any(d.randomize for d in drawn)
+    assert rand.draw(np.random.SeedSequence(17)) == drawn[17]
+    lo, hi = PROTOCOL["sweeps_factor"]
+    q = PROTOCOL["quench_sweeps_factor"]
+    for d in drawn:
+        factor = d.sweeps / FAST.sweeps / (q if d.cooling == "quench" else 1.0)
+        assert lo * 0.95 <= factor <= hi * 1.05
+        assert FAST.t_start * PROTOCOL["t_start_factor"][0] <= d.t_start
+        assert d.t_start <= FAST.t_start * PROTOCOL["t_start_factor"][1]
+    cooling = [d.cooling for d in drawn]
+    for law, p in PROTOCOL["cooling"].items():
+        assert abs(cooling.count(law) / 400 - p) < 0.08, law
+    relax = [d.relax for d in drawn]
+    assert abs(relax.count("descent") / 400 - PROTOCOL["relax"]["descent"]) < 0.08
+    lengths = [d.sweeps for d in drawn if d.cooling != "quench"]
+    assert max(lengths) / min(lengths) > 8  # about a decade of cooling lengths
+
+
+def test_a_randomized_anneal_is_the_anneal_of_its_drawn_protocol():
+    rand = dataclasses.replace(FAST, randomize=True)
+    for seed in range(4):
+        a = anneal(HAM, (12, 12), rand, seed=seed).spins
+        b = anneal(HAM, (12, 12), rand.draw(seed), seed=seed).spins
+        np.testing.assert_array_equal(a, b)
+
+
+def test_quench_holds_the_final_temperature():
+    temps = dataclasses.replace(FAST, cooling="quench").temperatures()
+    assert len(temps) == FAST.sweeps and (temps == FAST.t_end).all()
+
+
+def test_overdamped_descent_lowers_the_energy_and_the_torque():
+    ham = Hamiltonian(dmi=0.2, anisotropy=0.7, dipolar=0.1)
+    spins = anneal(ham, (16, 16), dataclasses.replace(FAST, relax_sweeps=0), seed=2).spins
+    kernel = dipolar_kernel(16, 16)
+
+    def torque(s):
+        return np.linalg.norm(np.cross(s, effective_field(s, ham)), axis=-1).max()
+
+    energies, torques = [energy_terms(spins, ham).total], [torque(spins)]
+    for _ in range(5):
+        descend(spins, ham, kernel, 40)
+        energies.append(energy_terms(spins, ham).total)
+        torques.append(torque(spins))
+    assert all(np.diff(energies) <= 1e-9)
+    assert torques[-1] < 0.5 * torques[0]
+    np.testing.assert_allclose(np.linalg.norm(spins, axis=-1), 1.0, atol=1e-12)
+    # a relaxed texture stops early: no step taken once the torque is below the threshold
+    assert descend(spins, ham, kernel, 5000, torque=torques[-1] * 1.01) == 0

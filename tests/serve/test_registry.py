@@ -212,3 +212,45 @@ def test_no_champion_and_no_challenger_are_one_line_errors(tmp_path, tiny_data):
     np.save(tmp_path / "one.npy", np.dstack([np.zeros((16, 16, 2)), np.ones((16, 16))]))
     none = _cli("predict", str(tmp_path / "one.npy"), "--params", str(params_path))
     assert none.returncode == 1 and "cannot load model models:/spinfer@champion" in none.stderr
+
+
+def test_external_guard_refuses_a_champion_no_better_than_the_range_centre(project, tiny_data):
+    """Runs scored on an external set (here the tiny test split, stored as one) carry
+    ``external_*`` metrics; a limit nobody meets refuses them in register and promote."""
+    from spinfer.data.dataset import open_dataset
+    from spinfer.train.external import evaluate_external
+
+    root, client = project["root"], project["client"]
+    test = open_dataset("test", "clean", **tiny_data)
+    (root / "data" / "external").mkdir(parents=True, exist_ok=True)
+    np.savez(
+        root / "data" / "external" / "spirit.npz",
+        spins=np.stack([test.spins(i) for i in range(len(test))]),
+        params=test.params,
+    )
+    strict = load_params(project["params_path"], ["external.max_ratio=1e-9"])
+    with pytest.raises(InputError, match="has no external-set metrics"):
+        best_run(strict, root)  # guard on, runs not scored yet
+    for data in ("noisy", "clean"):
+        metrics = evaluate_external(project["params"], "cnn", data, root)
+        assert metrics["external_n"] == len(test)
+        assert (root / "artifacts" / "eval" / f"cnn-{data}" / "external.json").is_file()
+        assert (
+            root / "artifacts" / "eval" / f"cnn-{data}" / "external" / "external.png"
+        ).is_file()
+    logged = client.get_run(best_run(project["params"], root).info.run_id).data.metrics
+    assert "external_mae_over_centre_K" in logged
+    with pytest.raises(InputError, match="no better than the range centre on the external set"):
+        best_run(strict, root)
+    lenient = load_params(project["params_path"], ["external.max_ratio=1e9"])
+    assert best_run(lenient, root).info.run_id == best_run(project["params"], root).info.run_id
+    # promote refuses a challenger that the guard bars, and the champion stays
+    register(project["params"], root)
+    champion = (
+        _alias(client, "champion") if client.get_registered_model("spinfer").aliases else None
+    )
+    other = _register_other_run(project)
+    client.set_registered_model_alias("spinfer", "challenger", other)
+    kept = promote(strict, root)
+    assert kept.decision == "kept" and "range centre" in kept.reason, kept.reason
+    assert kept.champion_after == champion

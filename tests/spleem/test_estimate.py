@@ -59,7 +59,7 @@ def test_sample_sets_hold_channels_wheel_and_truth(project):
     assert truth["lambda"] == pytest.approx(2.0 * truth["D"])
     for name in ("sx", "sy", "sz", "wheel"):
         with Image.open(data / "lam_p2.0" / f"{name}.png") as img:
-            assert img.size == (48, 40)  # width x height
+            assert img.size == (40, 48)  # width = Lx (x along the columns), height = Ly
 
 
 def test_estimate_writes_tables_figures_metrics_and_an_mlflow_run(project):
@@ -114,6 +114,50 @@ def test_estimate_from_a_colour_wheel_image(project):
     (entry,) = result.values()
     assert entry["source"] == "wheel" and entry["panels"] == 20
     assert (root / "artifacts" / "spleem_adhoc" / "summary.json").is_file()
+
+
+def test_set_names_meta_yaml_and_orientation(project, tmp_path):
+    """Any set name (MLflow metric names sanitised); a set written transposed and declared
+    so in its meta.yaml reads as the same lattice as the documented convention."""
+    import shutil
+
+    root, params_path = project["root"], project["params_path"]
+    source = root / "data" / "spleem" / "lam_p2.0"
+    data = tmp_path / "imgs"
+    shutil.copytree(source, data / "series_lam+2")
+    turned = data / "turned (rot)"
+    turned.mkdir()
+    for name in ("sx", "sy", "sz"):
+        image = np.asarray(Image.open(source / f"{name}.png"))
+        Image.fromarray(np.ascontiguousarray(image[::-1].T)).save(turned / f"{name}.png")
+    (turned / "meta.yaml").write_text("orientation: transposed\nsz_sign: 1\n")
+    out = tmp_path / "out"
+    args = ["spleem", "estimate", "--params", str(params_path), "--data", str(data),
+            "--out", str(out), "--set", "spleem.resimulate=false"]  # fmt: skip
+    proc = _cli(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    sets = json.loads(proc.stdout)
+    assert sets["turned (rot)"]["reading"] == {"orientation": "transposed", "sz_sign": 1}
+    assert sets["series_lam+2"]["reading"] == {"orientation": "xy-up", "sz_sign": 1}
+    for k in ("lambda", "K", "D"):
+        assert sets["turned (rot)"]["mean"][k] == pytest.approx(sets["series_lam+2"]["mean"][k])
+    assert 0 <= sets["series_lam+2"]["walls"]["neel_fraction"] <= 1
+    assert (out / "series_lam+2_panels.csv").is_file()
+    client = mlflow.MlflowClient(resolve_uri(project["params"].tracking.uri, root))
+    exp = client.get_experiment_by_name("spinfer-spleem")
+    newest = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert "series_lam_2.lambda_mean" in newest.data.metrics
+    assert "turned _rot_.lambda_mean" in newest.data.metrics
+    # a meta.yaml with an unknown key, and an unknown orientation: one-line errors
+    (turned / "meta.yaml").write_text("orientation: transposed\nflip: true\n")
+    bad = _cli(*args)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 1 and len(lines) == 1 and "unknown key 'flip'" in lines[0], lines
+    (turned / "meta.yaml").write_text("orientation: sideways\n")
+    bad = _cli(*args)
+    assert bad.returncode == 1 and "unknown orientation 'sideways'" in bad.stderr, bad.stderr
+    flag = _cli(*args, "--orientation", "sideways")
+    assert flag.returncode == 2 and "sideways" in flag.stderr and "Traceback" not in flag.stderr
 
 
 def _bad_channels(tmp: Path, kind: str) -> list[str]:

@@ -8,9 +8,18 @@ import pytest
 from PIL import Image
 
 from spinfer.errors import InputError
-from spinfer.spleem.ingest import from_channels, from_wheel, panels, wheel_rgb
+from spinfer.spleem.ingest import (
+    ORIENTATIONS,
+    from_channels,
+    from_wheel,
+    panels,
+    to_image,
+    to_lattice,
+    wheel_rgb,
+)
 from spinfer.spleem.units import MU_B, Film, to_physical
-from spinfer.spleem.walls import domain_period, fit_walls
+from spinfer.spleem.walls import domain_period, fit_walls, wall_character
+from tests.conftest import DATA, smooth_texture
 
 
 def test_dipolar_scale_of_the_paper_film():
@@ -34,12 +43,15 @@ def _texture(n: int = 120, period: float = 24.0, w: float = 2.2) -> np.ndarray:
     return np.stack([sx, np.zeros_like(sx), sz], axis=-1)
 
 
-def _write_channels(tmp_path, spins, bits=16):
+def _write_channels(tmp_path, spins, bits=16, orientation="xy-up"):
+    """Grey-scale Sx, Sy, Sz images of lattice ``spins`` as an instrument in ``orientation``
+    writes them (unknown gain and offset per channel, a little noise)."""
     paths = []
     rng = np.random.default_rng(0)
+    image = to_image(spins, orientation)
     for i, name in enumerate(("sx", "sy", "sz")):
         gain, offset = 0.3 + 0.1 * i, 0.4
-        grey = offset + gain * spins[..., i] + 0.005 * rng.normal(size=spins.shape[:2])
+        grey = offset + gain * image[..., i] + 0.005 * rng.normal(size=image.shape[:2])
         if bits == 16:
             img = Image.fromarray((np.clip(grey, 0, 1) * 65535).astype(np.uint16))
         else:
@@ -66,13 +78,15 @@ def test_colour_wheel_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     spins = rng.normal(size=(110, 105, 3))
     spins /= np.linalg.norm(spins, axis=-1, keepdims=True)
-    rgb = (wheel_rgb(spins) * 65535).round().astype(np.uint16)
+    rgb = (wheel_rgb(to_image(spins)) * 65535).round().astype(np.uint16)
     np.save(tmp_path / "wheel.npy", rgb.astype(np.float64) / 65535)
     m = from_wheel(tmp_path / "wheel.npy")
     good = m.mask & (np.abs(spins[..., 2]) < 0.99)
     assert good.mean() > 0.95
     np.testing.assert_allclose(m.spins[good], spins[good], atol=2e-3)
-    Image.fromarray((wheel_rgb(spins) * 255).astype(np.uint8)).save(tmp_path / "wheel.png")
+    Image.fromarray((wheel_rgb(to_image(spins)) * 255).astype(np.uint8)).save(
+        tmp_path / "wheel.png"
+    )
     m8 = from_wheel(tmp_path / "wheel.png")
     assert np.abs(m8.spins[good] - spins[good]).max() < 0.1
 
@@ -118,3 +132,68 @@ def test_tanh_wall_width_is_recovered(w):
 def test_domain_period_of_stripes():
     sz = _texture(n=120, period=24.0)[..., 2]
     assert domain_period(sz) == pytest.approx(24.0, rel=0.1)
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+@pytest.mark.parametrize("sz_sign", [1, -1])
+def test_every_orientation_round_trips(orientation, sz_sign):
+    spins = smooth_texture(5, 12)[:, :9]  # not square: rows and columns must not mix up
+    image = to_image(spins, orientation, sz_sign)
+    assert image.shape[:2] == ((12, 9) if orientation == "transposed" else (9, 12))
+    np.testing.assert_allclose(to_lattice(image, orientation, sz_sign), spins)
+
+
+def test_the_documented_convention_puts_x_right_and_y_up():
+    spins = np.zeros((6, 4, 3))
+    spins[..., 2] = 1.0
+    spins[5, 0] = (1.0, 0.0, 0.0)  # largest x, smallest y: the bottom-right pixel
+    image = to_image(spins)
+    assert image.shape == (4, 6, 3)  # rows = y, columns = x
+    np.testing.assert_array_equal(image[3, 5], (1.0, 0.0, 0.0))  # last row, last column
+    down = to_image(spins, "xy-down")
+    np.testing.assert_array_equal(down[..., 1], -image[..., 1])  # y down: Sy changes sign
+    with pytest.raises(InputError, match="unknown orientation 'sideways'"):
+        to_lattice(image, "sideways")
+
+
+def test_reference_neel_walls_and_their_chirality():
+    """+1 for the wall that lambda > 0 favours (its DMI energy is negative at lambda > 0)."""
+    import json
+
+    spins = np.load(DATA / "spins.npz")
+    for case in json.loads((DATA / "energies.json").read_text())["cases"]:
+        if not case["name"].startswith("neel_wall"):
+            continue
+        c = wall_character(spins[case["name"]])
+        favoured_by_positive = case["energy_images_M4"]["DMI"] * case["lam"] < 0
+        assert c.neel_fraction == pytest.approx(1.0, abs=1e-6) and c.pixels > 0
+        assert c.chirality == pytest.approx(1.0 if favoured_by_positive else -1.0, abs=1e-6)
+        bloch = spins[case["name"]].copy()
+        bloch[..., 0], bloch[..., 1] = -bloch[..., 1].copy(), bloch[..., 0].copy()
+        assert wall_character(bloch).neel_fraction == pytest.approx(0.0, abs=1e-6)
+
+
+def _neel_bubbles(n: int = 120, period: float = 30.0, w: float = 2.5) -> np.ndarray:
+    """Domains of both signs with Neel walls in every direction: m along grad Sz."""
+    x, y = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    k = 2 * np.pi / period
+    f = np.cos(k * x) + np.cos(k * y + 0.7)
+    sz = np.tanh(f / (w * k))
+    gx, gy = -k * np.sin(k * x), -k * np.sin(k * y + 0.7)
+    norm = np.hypot(gx, gy) + 1e-12
+    inplane = np.sqrt(1 - sz**2)
+    return np.stack([-inplane * gx / norm, -inplane * gy / norm, sz], axis=-1)
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+def test_a_wrong_orientation_turns_neel_walls_into_bloch_walls(tmp_path, orientation):
+    stripes = _neel_bubbles()
+    paths = _write_channels(tmp_path, stripes, orientation=orientation)
+    right = from_channels(*paths, orientation=orientation)
+    assert wall_character(right.spins, right.mask).neel_fraction > 0.9
+    # a transposition (a rotation of the positions, not of the vectors) makes Neel walls
+    # Bloch; reading y the wrong way up (a mirror) mixes them, which this texture cannot show
+    wrong = {"xy-up": "transposed", "transposed": "xy-up"}.get(orientation)
+    if wrong is not None:
+        misread = from_channels(*paths, orientation=wrong)
+        assert wall_character(misread.spins, misread.mask).neel_fraction < 0.2

@@ -2,7 +2,10 @@
 
 Determinism: texture i is a pure function of (Hamiltonian, lattice, schedule, seed_i) with
 seed_i = SeedSequence([base.seed, grid index, replica]), so the store is bit-identical for
-any number of workers, on a LocalCluster or a real cluster, and across interruptions.
+any number of workers, on a LocalCluster or a real cluster, and across interruptions. With
+``schedule.randomize`` each texture's protocol (cooling length, start temperature, cooling
+law, relaxation) is drawn from its own seed (``Schedule.draw``) and recorded in the store's
+``protocol_*`` columns.
 
 Resumability: work happens in ``<out parent>/.partial/<out name>-<fingerprint>/`` (outside
 what ``dvc repro`` deletes). Each Dask task owns one whole shard: it anneals the shard's
@@ -57,7 +60,7 @@ from spinfer.data.store import (
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError, SpinferError
 from spinfer.io import atomic_write_text, remove_if_empty, replace_dir
-from spinfer.physics.anneal import Schedule, anneal
+from spinfer.physics.anneal import COOLING_LAWS, PROTOCOL, RELAX_METHODS, Schedule, anneal
 from spinfer.physics.energy import Hamiltonian, energy_terms
 
 CONVENTION = (
@@ -80,10 +83,26 @@ class Plan:
     seed: np.ndarray  # (N,) uint64, the texture's anneal() seed
     kshape_factor: float
     shards: list[tuple[int, int]]
+    protocol: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return len(self.params)
+
+
+def protocol_table(schedule: Schedule, seeds: np.ndarray) -> dict[str, np.ndarray]:
+    """Each texture's annealing protocol (``Schedule.draw`` of its seed), as store columns:
+    start temperature, sweeps, and the codes of its cooling law (``COOLING_LAWS``) and
+    relaxation (``RELAX_METHODS``)."""
+    drawn = [schedule.draw(int(seed)) for seed in seeds]
+    return {
+        "protocol_t_start": np.array([p.t_start for p in drawn], dtype=np.float64),
+        "protocol_sweeps": np.array([p.sweeps for p in drawn], dtype=np.int32),
+        "protocol_cooling": np.array(
+            [COOLING_LAWS.index(p.cooling) for p in drawn], dtype=np.int32
+        ),
+        "protocol_relax": np.array([RELAX_METHODS.index(p.relax) for p in drawn], dtype=np.int32),
+    }
 
 
 def texture_seed(base_seed: int, grid_index: int, replica: int) -> int:
@@ -112,6 +131,7 @@ def plan_dataset(params: Params) -> Plan:
         seed=seeds,
         kshape_factor=kshape,
         shards=shard_bounds(ds.sets * ds.per_set, ds.shard_textures),
+        protocol=protocol_table(params.schedule, seeds),
     )
 
 
@@ -174,6 +194,13 @@ def store_attributes(params: Params, plan: Plan, fp: str) -> dict[str, Any]:
         "dtype": params.dataset.dtype,
         "shard_textures": params.dataset.shard_textures,
         "targets": {"names": list(TARGET_NAMES), "min": lo.tolist(), "max": hi.tolist()},
+        "protocol": {
+            "randomize": params.schedule.randomize,
+            "distribution": PROTOCOL if params.schedule.randomize else None,
+            "cooling_codes": list(COOLING_LAWS),
+            "relax_codes": list(RELAX_METHODS),
+            "columns": sorted(plan.protocol),
+        },
     }
 
 
@@ -195,6 +222,8 @@ def _init_store(path: Path, params: Params, plan: Plan, fp: str) -> None:
     small_array(group, "grid_index", plan.grid_index)
     small_array(group, "replica", plan.replica)
     small_array(group, "seed", plan.seed)
+    for name, column in plan.protocol.items():
+        small_array(group, name, column)
     tmp.rename(path)
 
 

@@ -1,8 +1,12 @@
 """Noisy variants, S* = normalize(S + a R) with R uniform random unit vectors (Kwon et al.).
 
-Train and val get one noisy copy each, a ~ U[amplitude] drawn per texture; the test split
-gets one copy per level Ts. Every copy is seeded by (base seed, variant, texture index), so
-the noisy store is bit-identical on every rerun.
+Train and val get one noisy copy each, a ~ U[amplitude] drawn per texture; with probability
+``noise.microscope`` a copy is instead what a virtual microscope records of the texture
+(spinfer.data.microscope: PSF blur, per-channel gain and offset, shot noise, quantisation,
+read back by percentile calibration; its settings drawn per image and stored in
+``microscope``, one row per image: used, psf_sigma, offsets, gains, counts, bits). The test
+split gets one S + aR copy per level Ts, as in the paper. Every copy is seeded by (base seed,
+variant, texture index), so the noisy store is bit-identical on every rerun.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from tqdm import tqdm
 
 from spinfer.config import Params
 from spinfer.data.generate import read_textures
+from spinfer.data.microscope import MICROSCOPE, Microscope, draw_microscope
 from spinfer.data.split import SPLITS, load_splits
 from spinfer.data.store import (
     MANIFEST,
@@ -34,6 +39,9 @@ from spinfer.errors import SpinferError
 from spinfer.io import remove_if_empty, replace_dir
 
 _NOISE_KEY = 0x401CE
+_MICROSCOPE_KEY = 0x3C0
+MICROSCOPE_COLUMNS = ("used", "psf_sigma", "offset_x", "offset_y", "offset_z", "gain_x",
+                      "gain_y", "gain_z", "counts", "bits")  # fmt: skip
 
 
 def add_noise(spins: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
@@ -104,6 +112,9 @@ def make_noisy(
         "complete": False,
         "noise": {
             "formula": "S* = normalize(S + a R), R uniform random unit vectors",
+            "microscope": params.noise.microscope,
+            "microscope_ranges": MICROSCOPE if params.noise.microscope > 0 else None,
+            "microscope_columns": list(MICROSCOPE_COLUMNS),
             "amplitude": list(params.noise.amplitude),
             "test_levels": list(params.noise.test_levels),
             "seed": params.base.seed,
@@ -140,15 +151,37 @@ def _write_variant(group, variant, spins_in, raw_params, meta, params, bar) -> N
     arr = texture_array(sub, "spins", n, meta["size"], meta["dtype"], shard)
     amp = amplitudes(variant, params.base.seed, params.noise.amplitude)
     code = _variant_code(variant.group.split("/")[-1])
+    scope = np.zeros((n, len(MICROSCOPE_COLUMNS)))
+    share = params.noise.microscope if variant.level is None else 0.0
     for lo, hi in shard_bounds(n, shard):
         rows = variant.index[lo:hi]
         clean = spins_in.oindex[rows] if len(rows) else np.empty((0,))
         block = np.empty((hi - lo, meta["size"], meta["size"], 3))
         for j, row in enumerate(rows):
-            seq = np.random.SeedSequence([params.base.seed, _NOISE_KEY, code, int(row)])
-            block[j] = add_noise(clean[j], amp[lo + j], np.random.default_rng(seq))
+            key = [params.base.seed, _NOISE_KEY, code, int(row)]
+            instrument = _instrument(key, share)
+            if instrument is None:
+                seq = np.random.SeedSequence(key)
+                block[j] = add_noise(clean[j], amp[lo + j], np.random.default_rng(seq))
+            else:
+                rng = np.random.default_rng(np.random.SeedSequence([*key, _MICROSCOPE_KEY, 1]))
+                block[j] = instrument.view(clean[j], rng)
+                scope[lo + j] = (1.0, instrument.psf_sigma, *instrument.offset,
+                                 *instrument.gain, instrument.counts, instrument.bits)  # fmt: skip
         arr[lo:hi] = block.astype(arr.dtype)
         bar.update(hi - lo)
     small_array(sub, "index", variant.index)
     small_array(sub, "params", raw_params[variant.index].reshape(n, 3))
-    small_array(sub, "amplitude", amp.astype(np.float64))
+    small_array(sub, "amplitude", np.where(scope[:, 0] > 0, np.nan, amp).astype(np.float64))
+    if share > 0:
+        small_array(sub, "microscope", scope)
+
+
+def _instrument(key: list[int], share: float) -> Microscope | None:
+    """The virtual microscope of one copy, or None for S + aR (drawn from its own stream)."""
+    if share <= 0:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence([*key, _MICROSCOPE_KEY]))
+    if rng.random() >= share:
+        return None
+    return draw_microscope(rng)

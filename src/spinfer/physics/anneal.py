@@ -6,6 +6,7 @@ textures are the metastable stripes and labyrinths that a finite cooling rate le
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import numpy as np
 
 from spinfer.errors import InputError
 from spinfer.physics.dipolar import dipolar_kernel
-from spinfer.physics.energy import MIN_SIZE, Hamiltonian
+from spinfer.physics.energy import MIN_SIZE, Hamiltonian, local_field
 from spinfer.physics.montecarlo import (
     exact_metropolis_sweep,
     metropolis_sweep,
@@ -22,7 +23,24 @@ from spinfer.physics.montecarlo import (
     relaxation_sweep,
 )
 
-COOLING_LAWS = ("linear", "geometric")
+COOLING_LAWS = ("linear", "geometric", "quench")
+RELAX_METHODS = ("metropolis", "descent")
+
+#: How a randomized schedule draws each texture's protocol (``Schedule.draw``): experimental
+#: textures are made by physics, not by one Monte Carlo schedule, so training textures cover
+#: a decade of cooling lengths, several start temperatures and cooling shapes, quenches and
+#: two relaxations. Factors multiply the configured ``sweeps`` and ``t_start``.
+PROTOCOL = {
+    "sweeps_factor": (0.3, 3.0),  # log-uniform: a decade of cooling lengths
+    "t_start_factor": (0.8, 1.35),  # uniform
+    "cooling": {"linear": 0.4, "geometric": 0.3, "quench": 0.3},
+    "quench_sweeps_factor": 0.1,  # a quench holds t_end for a tenth of the drawn sweeps
+    "relax": {"metropolis": 0.5, "descent": 0.5},
+}
+_PROTOCOL_KEY = 0x9207
+DESCENT_STEP = 0.1  # overdamped descent: S <- normalize(S + step * (H - (S.H) S))
+DESCENT_STEPS_PER_SWEEP = 4  # descent steps allowed per relaxation sweep (similar cost)
+DESCENT_TORQUE = 1e-4  # stop once max |S x H| is below this (units of J)
 
 
 @dataclass(frozen=True)
@@ -30,9 +48,14 @@ class Schedule:
     """Annealing schedule in units of J (k_B = 1).
 
     ``sweeps`` Metropolis sweeps from ``t_start`` (above the ordering temperature) to
-    ``t_end``; then up to ``relax_sweeps`` zero-temperature sweeps. The dipolar far field is
-    refreshed by FFT every ``refresh_every`` sweeps; within ``near_radius`` sites it is
-    exact after every move. The proposal cone adapts towards ``target_acceptance``.
+    ``t_end`` (``cooling``: linear, geometric, or quench: the whole time at ``t_end``, a
+    quench from the random start); then up to ``relax_sweeps`` zero-temperature sweeps
+    (``relax``: metropolis, each spin turned to its local field when that lowers H; or
+    descent, an overdamped LLG-like descent of the torque without precession, all spins at
+    once). The dipolar far field is refreshed by FFT every ``refresh_every`` sweeps; within
+    ``near_radius`` sites it is exact after every move. The proposal cone adapts towards
+    ``target_acceptance``. With ``randomize`` every texture draws its own protocol from its
+    seed (``draw``, distribution ``PROTOCOL``).
     """
 
     t_start: float = 1.5
@@ -44,6 +67,8 @@ class Schedule:
     near_radius: int = 1
     cone: float = 0.6
     target_acceptance: float = 0.4
+    relax: str = "metropolis"
+    randomize: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.t_start) and math.isfinite(self.t_end)):
@@ -61,12 +86,43 @@ class Schedule:
             raise InputError("schedule needs refresh_every >= 1 and near_radius >= 0")
         if not 0 < self.cone <= 2.0 or not 0 < self.target_acceptance < 1:
             raise InputError("schedule needs 0 < cone <= 2 and 0 < target_acceptance < 1")
+        if self.relax not in RELAX_METHODS:
+            raise InputError(f"relax must be one of {RELAX_METHODS}, got {self.relax!r}")
 
     def temperatures(self) -> np.ndarray:
         """Temperature of each annealing sweep."""
         if self.cooling == "geometric":
             return np.geomspace(self.t_start, self.t_end, self.sweeps)
+        if self.cooling == "quench":
+            return np.full(self.sweeps, self.t_end)
         return np.linspace(self.t_start, self.t_end, self.sweeps)
+
+    def draw(self, seed: int | np.random.SeedSequence) -> Schedule:
+        """The protocol of the texture annealed with ``seed``: this schedule itself, or with
+        ``randomize`` one drawn from ``PROTOCOL`` by a stream of its own (the annealing's
+        random numbers stay those of ``seed``)."""
+        if not self.randomize:
+            return self
+        seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        stream = np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _PROTOCOL_KEY))
+        rng = np.random.default_rng(stream)
+        lo, hi = np.log(PROTOCOL["sweeps_factor"])
+        sweeps = self.sweeps * float(np.exp(rng.uniform(lo, hi)))
+        t_start = self.t_start * float(rng.uniform(*PROTOCOL["t_start_factor"]))
+        laws, weights = zip(*PROTOCOL["cooling"].items(), strict=True)
+        cooling = str(rng.choice(laws, p=weights))
+        if cooling == "quench":
+            sweeps *= PROTOCOL["quench_sweeps_factor"]
+        methods, weights = zip(*PROTOCOL["relax"].items(), strict=True)
+        relax = str(rng.choice(methods, p=weights))
+        return dataclasses.replace(
+            self,
+            sweeps=max(1, round(sweeps)),
+            t_start=max(t_start, self.t_end),
+            cooling=cooling,
+            relax=relax,
+            randomize=False,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +175,7 @@ def anneal(
     lx, ly = shape
     if min(lx, ly) < MIN_SIZE:
         raise InputError(f"lattice must be at least {MIN_SIZE}x{MIN_SIZE}, got {lx}x{ly}")
+    schedule = schedule.draw(seed)
     state = rng_state(seed)
     spins = random_spins(lx, ly, state)
     kernel = dipolar_kernel(lx, ly, images)
@@ -149,7 +206,9 @@ def anneal(
         if progress is not None:
             progress(1)
     done = 0
-    for _ in range(schedule.relax_sweeps):
+    if schedule.relax == "descent":
+        done = descend(spins, ham, kernel, schedule.relax_sweeps * DESCENT_STEPS_PER_SWEEP)
+    for _ in range(schedule.relax_sweeps if schedule.relax == "metropolis" else 0):
         if d:
             far = kernel.field(spins.astype(np.float32))
         near_field[:] = 0.0
@@ -159,6 +218,30 @@ def anneal(
             break
     _renormalize(spins)
     return AnnealResult(spins, accepted_total / (n_sites * len(temps)), done)
+
+
+def descend(
+    spins: np.ndarray,
+    ham: Hamiltonian,
+    kernel,
+    steps: int,
+    step: float = DESCENT_STEP,
+    torque: float = DESCENT_TORQUE,
+) -> int:
+    """Overdamped (LLG without precession) descent in place: every spin moves along the
+    component of its effective field perpendicular to it, S <- normalize(S + step (H -
+    (S.H) S)), until max |S x H| < ``torque`` or ``steps`` steps; returns the steps taken."""
+    field = np.empty_like(spins)
+    for n in range(steps):
+        local_field(spins, ham.exchange, ham.dmi, ham.anisotropy, field)
+        if ham.dipolar:
+            field += ham.dipolar * kernel.field(spins)
+        perp = field - np.sum(field * spins, axis=-1, keepdims=True) * spins
+        if np.sqrt(np.max(np.sum(perp * perp, axis=-1))) < torque:
+            return n
+        spins += step * perp
+        spins /= np.linalg.norm(spins, axis=-1, keepdims=True)
+    return steps
 
 
 def _renormalize(spins: np.ndarray) -> None:

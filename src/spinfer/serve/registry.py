@@ -10,6 +10,10 @@ held-out test set by the same metric and moves ``champion`` only when the challe
 strictly better; the replaced champion becomes ``previous``. Decisions are tags on the
 version. Aliases only; registry stages are not used.
 
+Guard (``external_refusal``): a run whose MAE on the external test set (textures another
+simulator made, ``spinfer external``) reaches ``external.max_ratio`` of predicting the
+range centre, for lambda, K or D, is never registered as challenger nor promoted.
+
 Every run also logs the compact variant of its model (one row of float32 bytes per
 image, spinfer.serve.pyfunc.SpinferCompactModel); it is registered as ``<name>-compact``
 and its aliases follow the tensor model's (same run), so ``models:/<name>-compact@champion``
@@ -69,7 +73,37 @@ def best_run(params: Params, root: Path):
         runs = [r for r in runs if r.data.tags.get("dataset.noisy") == current]
     if not runs:
         raise InputError("no evaluated training run on the current dataset (train first)")
-    return runs[0]
+    refusals = [(r, external_refusal(params, r.data.metrics)) for r in runs]
+    passing = [r for r, why in refusals if why is None]
+    if not passing:
+        run, why = refusals[0]
+        raise InputError(
+            f"no run may be champion: the best, {run.info.run_name}, {why}; so are all "
+            f"{len(runs)} runs (external.max_ratio sets the limit)"
+        )
+    return passing[0]
+
+
+def external_refusal(params: Params, metrics: dict[str, float]) -> str | None:
+    """Why a run's external-set metrics bar it from being champion, or None when they do
+    not: its MAE reaches ``external.max_ratio`` of predicting the range centre for a
+    coupling, or it was never evaluated on the external set (``spinfer external``)."""
+    limit = params.external.max_ratio
+    if limit is None or params.external.data is None:
+        return None
+    worse = []
+    for name in ("lambda", "K", "D"):
+        ratio = metrics.get(f"external_mae_over_centre_{name}")
+        if ratio is None:
+            return "has no external-set metrics (run `spinfer external` on it)"
+        if not ratio < limit:
+            worse.append(f"{name} {ratio:.2f}")
+    if worse:
+        return (
+            "is no better than the range centre on the external set "
+            f"(MAE over the centre's: {', '.join(worse)}; limit {limit:g})"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -258,6 +292,15 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
             "unchanged", f"version {challenger} is already the champion",
             challenger, champion, champion, None, None,
         )  # fmt: skip
+    version = client.get_model_version(name, challenger)
+    refusal = external_refusal(params, client.get_run(version.run_id).data.metrics)
+    if refusal is not None:
+        decision = Decision(
+            "kept", f"version {challenger} {refusal}", challenger,
+            champion, champion, None, None,
+        )  # fmt: skip
+        _record(client, name, challenger, decision, params, root)
+        return decision
     try:
         mine = score_in_clean_process(params, root, f"models:/{name}/{challenger}")
     except SpinferError as exc:

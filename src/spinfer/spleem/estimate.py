@@ -6,12 +6,21 @@ panels) in model units and in meV (spinfer.spleem.units) -> domain-wall tanh fit
 period and out-of-plane fraction -> closed loop: a texture re-simulated at the estimate,
 measured the same way -> the known truth when the set has a truth.json (the shipped
 sample). Everything goes to ``spleem.out`` (tables, JSON, figures) and to one MLflow run
-in the experiment ``spleem.experiment``.
+in the experiment ``spleem.experiment``; the tables and summary.json are written before the
+figures and the MLflow run, so a failure there never loses the estimate.
+
+A set folder may hold ``meta.yaml`` with the keys of ``META_KEYS``: how its images are
+oriented (``orientation``: xy-up, xy-down, transposed) and the sign of its Sz channel
+(``sz_sign``: 1 or -1); they override ``spleem.orientation`` / ``spleem.sz_sign`` (the
+``--orientation`` / ``--sz-sign`` options). Each set reports its walls' Neel fraction and
+chirality; a set whose walls are mostly Bloch gets a warning that names the orientation
+option, since interfacial DMI makes Neel walls.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +31,19 @@ from spinfer.config import Params
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
-from spinfer.spleem.ingest import SpinMap, from_channels, from_wheel, panels
+from spinfer.spleem.ingest import SpinMap, check_orientation, from_channels, from_wheel, panels
 from spinfer.spleem.units import Film, to_physical
-from spinfer.spleem.walls import WallFit, domain_period, fit_walls
+from spinfer.spleem.walls import (
+    WallCharacter,
+    WallFit,
+    domain_period,
+    fit_walls,
+    wall_character,
+)
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".npy")
+META_KEYS = ("orientation", "sz_sign")
+BLOCH_WARNING = 0.5  # warn when the walls' Neel fraction is below this
 
 
 @dataclass
@@ -45,10 +62,12 @@ class SetResult:
     spin_map: SpinMap | None = None
     wall_fit: WallFit | None = None
     resimulated: np.ndarray | None = None
+    reading: dict[str, Any] = field(default_factory=dict)  # orientation, sz_sign
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         keep = ("name", "source", "shape", "trusted", "mean", "std", "uncertainty", "walls",
-                "closed_loop")  # fmt: skip
+                "closed_loop", "reading", "warnings")  # fmt: skip
         out = {k: v for k, v in asdict(self).items() if k in keep}
         out["panels"] = len(self.table)
         if self.truth is not None:
@@ -92,18 +111,58 @@ def _series_key(folder: Path) -> tuple[float, str]:
     return (float("inf"), folder.name)
 
 
+def read_meta(folder: Path, params: Params) -> dict[str, Any]:
+    """How the set's images are read: ``spleem.orientation``/``sz_sign``, overridden by the
+    set's meta.yaml; raises InputError for unknown keys or values."""
+    import yaml
+
+    reading: dict[str, Any] = {
+        "orientation": params.spleem.orientation,
+        "sz_sign": params.spleem.sz_sign,
+    }
+    path = folder / "meta.yaml"
+    if not path.is_file():
+        return reading
+    try:
+        meta = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise InputError(f"{path}: invalid YAML") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: expected a mapping of {', '.join(META_KEYS)}")
+    unknown = sorted(set(map(str, meta)) - set(META_KEYS))
+    if unknown:
+        raise InputError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(META_KEYS)})")
+    reading.update(meta)
+    check_orientation(reading["orientation"], reading["sz_sign"], where=str(path))
+    return reading
+
+
 def read_set(
     folder: Path, params: Params, prefer: str = "channels", min_size: int = 100
-) -> tuple[SpinMap, str]:
-    """The set's unit-vector map from its channel images (or its colour-wheel image)."""
+) -> tuple[SpinMap, str, dict[str, Any]]:
+    """The set's unit-vector map from its channel images (or its colour-wheel image), in
+    spinfer's lattice order, and how it was read."""
     channels = [_find(folder, c) for c in ("sx", "sy", "sz")]
     wheel = _find(folder, "wheel")
-    min_norm = params.spleem.min_norm
+    reading = read_meta(folder, params)
+    opts = {"min_norm": params.spleem.min_norm, "min_size": min_size, **reading}
     if (prefer == "channels" or wheel is None) and all(channels):
-        return from_channels(*channels, min_norm=min_norm, min_size=min_size), "channels"
+        return from_channels(*channels, **opts), "channels", reading
     if wheel is None:
         raise InputError(f"{folder}: no wheel image")
-    return from_wheel(wheel, min_norm=min_norm, min_size=min_size), "wheel"
+    return from_wheel(wheel, **opts), "wheel", reading
+
+
+def bloch_warning(name: str, character: WallCharacter) -> str | None:
+    """A warning when a set's walls are mostly Bloch (see module docstring)."""
+    if not character.neel_fraction < BLOCH_WARNING:
+        return None
+    return (
+        f"{name}: the domain walls are mostly Bloch (Neel fraction "
+        f"{character.neel_fraction:.2f}); interfacial DMI makes Neel walls, so unless the DMI "
+        "is weak the image axes are read wrongly: check --orientation (or orientation in the "
+        "set's meta.yaml; x right along the columns, y up along the rows is the default)"
+    )
 
 
 class Estimator:
@@ -185,7 +244,7 @@ def estimate_set(
     folder: Path, params: Params, est: Estimator, prefer: str = "channels"
 ) -> SetResult:
     s = params.spleem
-    spin_map, source = read_set(folder, params, prefer, min_size=est.size)
+    spin_map, source, reading = read_set(folder, params, prefer, min_size=est.size)
     tiles, corners = panels(spin_map, est.size, s.stride, s.min_trusted)
     pred, sigma = est.predict(tiles)
     phys = to_physical(pred[:, 0], pred[:, 1], pred[:, 2], film(params))
@@ -205,10 +264,16 @@ def estimate_set(
     sz = spin_map.spins[..., 2]
     walls, fit = texture_stats(sz, spin_map.mask, periodic=False)
     walls["width_nm"] = float(np.pi * walls["w_px"] * s.pixel_nm)
+    character = wall_character(spin_map.spins, spin_map.mask)
+    walls["neel_fraction"], walls["chirality"] = character.neel_fraction, character.chirality
     result = SetResult(
         folder.name, source, spin_map.mask.shape, float(spin_map.mask.mean()), table, mean, std,
         walls, combine_uncertainty(pred, sigma), spin_map=spin_map, wall_fit=fit,
+        reading=reading,
     )  # fmt: skip
+    warning = bloch_warning(folder.name, character)
+    if warning:
+        result.warnings.append(warning)
     truth_file = folder / "truth.json"
     if truth_file.is_file():
         truth = json.loads(truth_file.read_text())
@@ -244,6 +309,11 @@ def estimate_all(
     return results
 
 
+def metric_key(text: str) -> str:
+    """``text`` as an MLflow metric name: characters MLflow refuses become '_'."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)
+
+
 def metrics_of(results: list[SetResult]) -> dict[str, dict[str, float]]:
     """Flat per-set numbers for `dvc metrics show`: estimates, spread, truth, walls."""
     out: dict[str, dict[str, float]] = {}
@@ -261,6 +331,7 @@ def metrics_of(results: list[SetResult]) -> dict[str, dict[str, float]]:
 
 
 def write_outputs(results: list[SetResult], params: Params, out: Path, model: str) -> None:
+    """Per-panel CSVs and summary.json first (the estimate), then the figures."""
     from spinfer.spleem.report import plot_figure, plot_series
 
     out.mkdir(parents=True, exist_ok=True)
@@ -293,19 +364,20 @@ def log_run(params: Params, root: Path, results: list[SetResult], out: Path, mod
         mlflow.set_tags({"kind": "spleem", "model_uri": model, **provenance_tags(params, root)})
         mlflow.log_params({f"spleem.{k}": v for k, v in dataclasses.asdict(params.spleem).items()})
         for r in results:
-            metrics = {f"{r.name}.{k}_mean": v for k, v in r.mean.items()}
-            metrics.update({f"{r.name}.{k}_std": v for k, v in r.std.items()})
+            key = metric_key(r.name)
+            metrics = {f"{key}.{k}_mean": v for k, v in r.mean.items()}
+            metrics.update({f"{key}.{k}_std": v for k, v in r.std.items()})
             for k, u in r.uncertainty.items():
                 if np.isfinite(u["panel_sigma"]):
-                    metrics[f"{r.name}.{k}_sigma_panel"] = u["panel_sigma"]
-                metrics[f"{r.name}.{k}_sigma_total"] = u["total"]
-            metrics.update({f"{r.name}.{k}": v for k, v in r.walls.items() if np.isfinite(v)})
+                    metrics[f"{key}.{k}_sigma_panel"] = u["panel_sigma"]
+                metrics[f"{key}.{k}_sigma_total"] = u["total"]
+            metrics.update({f"{key}.{k}": v for k, v in r.walls.items() if np.isfinite(v)})
             if r.truth:
-                metrics.update({f"{r.name}.{k}_true": v for k, v in r.truth.items()})
+                metrics.update({f"{key}.{k}_true": v for k, v in r.truth.items()})
             mlflow.log_metrics(metrics)
             mlflow.log_table(
                 {k: [row[k] for row in r.table] for k in r.table[0]},
-                artifact_file=f"tables/{r.name}_panels.json",
+                artifact_file=f"tables/{key}_panels.json",
             )
         for png in ("spleem_fig4.png", "series.png"):
             mlflow.log_artifact(str(out / png), artifact_path="figures")

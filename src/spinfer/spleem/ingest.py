@@ -8,6 +8,25 @@ calibrated vector is shorter than ``min_norm`` (no direction can be trusted ther
 
 Colour wheel (``wheel_rgb`` renders it): hue = in-plane angle atan2(Sy, Sx); +z fades to
 white and -z to black (HSV: S = 1 - Sz, V = 1 for Sz >= 0; S = 1, V = 1 + Sz below).
+
+Image convention (``xy-up``, the default): the film is seen from above (+z towards the
+viewer), x runs along the columns to the right and y along the rows upwards (row 0 is the
+top of the image); the Sx and Sy channels are the in-plane components along that x and y.
+Other instruments write other conventions, chosen by ``orientation`` (``--orientation`` or a
+set's meta.yaml):
+
+* ``xy-down``: x along the columns, y along the rows downwards (row 0 is y = 0), Sy along
+  that downward y: the same pixels, Sy of the other sign;
+* ``transposed``: x along the rows downwards, y along the columns to the right (the order in
+  which NumPy prints an array ``[ix, iy]``).
+
+``sz_sign = -1`` reads instruments that show -Sz as white. Every map is turned into
+spinfer's lattice order ``[ix, iy, (Sx, Sy, Sz)]`` with a right-handed (x, y, z). Reading
+a transposed image as xy-up (or the reverse) rotates the positions but not the in-plane
+components, which turns Neel walls into Bloch walls: spinfer.spleem.walls.wall_character
+catches it. Reading y the wrong way up mirrors the components alone: walls along one axis
+keep their chirality, walls along the other reverse it, so the Neel fraction falls towards
+one half.
 """
 
 from __future__ import annotations
@@ -17,9 +36,46 @@ from pathlib import Path
 
 import numpy as np
 
+from spinfer.data.microscope import calibrate
 from spinfer.errors import InputError
 
 MIN_SIZE = 100
+ORIENTATIONS = ("xy-up", "xy-down", "transposed")
+
+
+def check_orientation(orientation: str, sz_sign: float = 1.0, where: str = "orientation") -> None:
+    if orientation not in ORIENTATIONS:
+        raise InputError(
+            f"{where}: unknown orientation '{orientation}' (known: {', '.join(ORIENTATIONS)})"
+        )
+    if sz_sign not in (1, -1):
+        raise InputError(f"{where}: sz_sign must be 1 or -1, got {sz_sign!r}")
+
+
+def to_lattice(image: np.ndarray, orientation: str = "xy-up", sz_sign: float = 1.0) -> np.ndarray:
+    """(rows, cols, 3) vectors as an image holds them -> (Lx, Ly, 3) in spinfer's order."""
+    check_orientation(orientation, sz_sign)
+    if orientation == "transposed":
+        out = np.array(image, dtype=np.float64)
+    else:  # x = column, y = rows counted from the bottom
+        out = np.array(image[::-1].transpose(1, 0, 2), dtype=np.float64)
+        if orientation == "xy-down":
+            out[..., 1] *= -1.0
+    out[..., 2] *= sz_sign
+    return out
+
+
+def to_image(spins: np.ndarray, orientation: str = "xy-up", sz_sign: float = 1.0) -> np.ndarray:
+    """(Lx, Ly, 3) lattice vectors -> (rows, cols, 3) as an image in ``orientation`` holds
+    them: the inverse of ``to_lattice``."""
+    check_orientation(orientation, sz_sign)
+    out = np.array(spins, dtype=np.float64)
+    out[..., 2] *= sz_sign
+    if orientation == "transposed":
+        return out
+    if orientation == "xy-down":
+        out[..., 1] *= -1.0
+    return out.transpose(1, 0, 2)[::-1]
 
 
 @dataclass(frozen=True)
@@ -52,18 +108,10 @@ def read_grey(path: Path | str) -> np.ndarray:
     return arr
 
 
-def calibrate(channel: np.ndarray, lo: float = 1.0, hi: float = 99.0) -> np.ndarray:
-    """Grey levels -> [-1, 1] by the lo/hi percentiles of the finite pixels."""
-    finite = np.isfinite(channel)
-    if not finite.any():
-        return np.full_like(channel, np.nan)
-    a, b = np.percentile(channel[finite], [lo, hi])
-    if b <= a:
-        return np.zeros_like(channel)
-    return np.clip(2.0 * (channel - a) / (b - a) - 1.0, -1.0, 1.0)
-
-
-def _finish(vec: np.ndarray, source: str, min_norm: float) -> SpinMap:
+def _finish(
+    vec: np.ndarray, source: str, min_norm: float, orientation: str, sz_sign: float
+) -> SpinMap:
+    vec = to_lattice(vec, orientation, sz_sign)
     norm = np.linalg.norm(vec, axis=-1)
     mask = np.isfinite(norm) & (norm >= min_norm)
     if not mask.any():
@@ -82,9 +130,16 @@ def _check_size(shape: tuple[int, ...], source: str, min_size: int) -> None:
 
 
 def from_channels(
-    sx: Path | str, sy: Path | str, sz: Path | str, min_norm: float = 0.3, min_size: int = MIN_SIZE
+    sx: Path | str,
+    sy: Path | str,
+    sz: Path | str,
+    min_norm: float = 0.3,
+    min_size: int = MIN_SIZE,
+    orientation: str = "xy-up",
+    sz_sign: float = 1.0,
 ) -> SpinMap:
     """Three grey-scale channel images -> a calibrated, renormalized SpinMap."""
+    check_orientation(orientation, sz_sign)
     chans = [read_grey(p) for p in (sx, sy, sz)]
     shapes = {c.shape for c in chans}
     if len(shapes) != 1:
@@ -94,7 +149,7 @@ def from_channels(
         raise InputError(f"channels differ in shape: {sizes}")
     _check_size(chans[0].shape, str(sx), min_size)
     vec = np.stack([calibrate(c) for c in chans], axis=-1)
-    return _finish(vec, str(sx), min_norm)
+    return _finish(vec, str(sx), min_norm, orientation, sz_sign)
 
 
 def wheel_rgb(spins: np.ndarray) -> np.ndarray:
@@ -108,10 +163,17 @@ def wheel_rgb(spins: np.ndarray) -> np.ndarray:
     return hsv_to_rgb(np.stack([hue, sat, val], axis=-1))
 
 
-def from_wheel(path: Path | str, min_norm: float = 0.3, min_size: int = MIN_SIZE) -> SpinMap:
+def from_wheel(
+    path: Path | str,
+    min_norm: float = 0.3,
+    min_size: int = MIN_SIZE,
+    orientation: str = "xy-up",
+    sz_sign: float = 1.0,
+) -> SpinMap:
     """A colour-wheel image (RGB, 8 or 16 bit) -> SpinMap (inverse of ``wheel_rgb``)."""
     from matplotlib.colors import rgb_to_hsv
 
+    check_orientation(orientation, sz_sign)
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -138,7 +200,7 @@ def from_wheel(path: Path | str, min_norm: float = 0.3, min_size: int = MIN_SIZE
     phi = 2 * np.pi * hue
     vec = np.stack([inplane * np.cos(phi), inplane * np.sin(phi), sz], axis=-1)
     vec[~finite] = np.nan
-    return _finish(vec, str(path), min_norm)
+    return _finish(vec, str(path), min_norm, orientation, sz_sign)
 
 
 def panel_grid(

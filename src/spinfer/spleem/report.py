@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from spinfer.render import save_figure
-from spinfer.spleem.ingest import wheel_rgb
+from spinfer.spleem.ingest import to_image, wheel_rgb
 from spinfer.spleem.walls import tanh_profile
 
 
@@ -21,14 +21,14 @@ def plot_figure(results, params, path: Path) -> Path:
     fig, axes = plt.subplots(len(results), cols, figsize=(2.6 * cols, 2.6 * len(results)),
                              dpi=100, squeeze=False)  # fmt: skip
     for row, r in zip(axes, results, strict=True):
-        spins = r.spin_map.spins
+        spins = to_image(r.spin_map.spins)  # as the documented image convention shows it
         for c, name in enumerate(("Sx", "Sy", "Sz")):
             row[c].imshow(spins[..., c], cmap="gray", vmin=-1, vmax=1)
             row[c].set_title(f"{r.name}: {name}" if c == 0 else name, fontsize=8)
         row[3].imshow(wheel_rgb(spins))
         row[3].set_title(f"colour ({r.source})", fontsize=8)
         if r.resimulated is not None:
-            row[4].imshow(wheel_rgb(r.resimulated))
+            row[4].imshow(wheel_rgb(to_image(r.resimulated)))
             row[4].set_title("re-simulated at the estimate", fontsize=8)
         for ax in row[:5]:
             ax.set_xticks([])

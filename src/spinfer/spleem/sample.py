@@ -12,6 +12,9 @@ model, per spin component c (Sx, Sy, Sz):
 3. shot noise: Poisson(I_c);
 4. grey level: I_c / (2 N o_c) scaled to 8 bits (sx.png, sy.png, sz.png).
 
+The images are written in the documented convention (spinfer.spleem.ingest, ``xy-up``): x
+to the right along the columns, y up along the rows, row 0 at the top.
+
 The colour-wheel image (wheel.png) is made, as a microscope's software would, from the
 three noisy channels (robust calibration, renormalization) with spinfer.spleem.ingest's
 wheel. truth.json records the parameters, the kshape factor and the forward model.
@@ -26,10 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from spinfer.config import Params
+from spinfer.data.microscope import Microscope
 from spinfer.io import atomic_write_text
 
 CHANNELS = ("sx", "sy", "sz")
 OFFSET_GAIN = ((0.50, 0.40), (0.48, 0.35), (0.52, 0.42))
+ORIENTATION = "xy-up"
 
 
 def set_name(ratio: float) -> str:
@@ -39,20 +44,11 @@ def set_name(ratio: float) -> str:
 
 
 def forward(spins: np.ndarray, psf_sigma: float, counts: float, seed: int) -> np.ndarray:
-    """(Lx, Ly, 3) unit spins -> (3, Lx, Ly) uint8 grey-scale channel images."""
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(seed)
-    out = np.empty((3, *spins.shape[:2]), dtype=np.uint8)
-    for c, (offset, gain) in enumerate(OFFSET_GAIN):
-        signal = (
-            gaussian_filter(spins[..., c], psf_sigma, mode="wrap") if psf_sigma else spins[..., c]
-        )
-        intensity = counts * (offset + gain * signal)
-        detected = rng.poisson(np.clip(intensity, 0, None))
-        grey = detected / (2 * counts * offset)
-        out[c] = np.clip(np.rint(grey * 255), 0, 255).astype(np.uint8)
-    return out
+    """(rows, cols, 3) unit spins -> (3, rows, cols) uint8 grey-scale channel images: the
+    sample's fixed member of the virtual-microscope family (spinfer.data.microscope)."""
+    offsets, gains = zip(*OFFSET_GAIN, strict=True)
+    scope = Microscope(psf_sigma, offsets, gains, counts, bits=8)
+    return scope.record(spins, np.random.default_rng(seed)).astype(np.uint8)
 
 
 def make_sample(params: Params, out: Path | str, progress: bool = False) -> list[Path]:
@@ -62,7 +58,7 @@ def make_sample(params: Params, out: Path | str, progress: bool = False) -> list
     from spinfer.data.grid import resolve_kshape_factor
     from spinfer.physics.anneal import Schedule, anneal
     from spinfer.physics.energy import Hamiltonian
-    from spinfer.spleem.ingest import from_channels, wheel_rgb
+    from spinfer.spleem.ingest import from_channels, to_image, wheel_rgb
 
     s = params.spleem
     out = Path(out)
@@ -77,12 +73,13 @@ def make_sample(params: Params, out: Path | str, progress: bool = False) -> list
         texture = anneal(ham, tuple(s.sample_size), schedule, seed).spins
         folder = out / set_name(ratio)
         folder.mkdir(parents=True, exist_ok=True)
-        grey = forward(texture, s.sample_psf_sigma, s.sample_counts, s.sample_seed + 1000 + i)
-        for name, image in zip(CHANNELS, grey, strict=True):
-            Image.fromarray(image).save(folder / f"{name}.png")
+        image = to_image(texture, ORIENTATION)
+        grey = forward(image, s.sample_psf_sigma, s.sample_counts, s.sample_seed + 1000 + i)
+        for name, channel in zip(CHANNELS, grey, strict=True):
+            Image.fromarray(channel).save(folder / f"{name}.png")
         paths = [folder / f"{c}.png" for c in CHANNELS]
         measured = from_channels(*paths, min_norm=s.min_norm, min_size=1)
-        wheel = (wheel_rgb(measured.spins) * 255).round().astype(np.uint8)
+        wheel = (wheel_rgb(to_image(measured.spins, ORIENTATION)) * 255).round().astype(np.uint8)
         Image.fromarray(wheel).save(folder / "wheel.png")
         truth = {
             "lambda": ratio * d,
@@ -93,7 +90,9 @@ def make_sample(params: Params, out: Path | str, progress: bool = False) -> list
             "kshape_factor": kshape,
             "size": list(s.sample_size),
             "seed": [s.sample_seed, i],
+            "orientation": ORIENTATION,
             "schedule": asdict(params.schedule),
+            "protocol": asdict(schedule.draw(seed)),  # this texture's (drawn) schedule
             "forward_model": {
                 "psf_sigma": s.sample_psf_sigma,
                 "counts": s.sample_counts,

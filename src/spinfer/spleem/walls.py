@@ -123,3 +123,47 @@ def domain_period(sz: np.ndarray, mask: np.ndarray | None = None) -> float:
     lo, hi = max(peak - 1, 1), min(peak + 2, len(radial))
     k_peak = float(np.sum(np.arange(lo, hi) * radial[lo:hi]) / np.sum(radial[lo:hi]))
     return size / k_peak
+
+
+@dataclass(frozen=True)
+class WallCharacter:
+    """How the in-plane magnetisation sits in the domain walls.
+
+    ``neel_fraction``: sum |m . n| / (sum |m . n| + sum |m x n|) over wall pixels, with m the
+    in-plane magnetisation and n the wall normal (along grad Sz): 1 for Neel walls, 0 for
+    Bloch walls, about 1/2 for no order. ``chirality``: -sum m . n / sum |m . n|, +1 when the
+    walls turn as lambda > 0 favours (moving along +u, S turns from +z towards +u), -1 for
+    lambda < 0. Interfacial DMI makes Neel walls; mostly Bloch walls in a film with DMI
+    mean the image's axes were read in the wrong orientation (or the DMI is weak).
+    """
+
+    neel_fraction: float
+    chirality: float
+    pixels: int
+
+
+def wall_character(
+    spins: np.ndarray, mask: np.ndarray | None = None, band: float = 0.5, smooth: float = 1.0
+) -> WallCharacter:
+    """Neel fraction and chirality of the walls (|Sz| < ``band``) of a (Lx, Ly, 3) map."""
+    from scipy.ndimage import gaussian_filter
+
+    sz = gaussian_filter(spins[..., 2].astype(np.float64), smooth) if smooth else spins[..., 2]
+    gx, gy = np.gradient(sz)
+    grad = np.hypot(gx, gy)
+    wall = (np.abs(spins[..., 2]) < band) & (grad > 1e-3)
+    if mask is not None:
+        wall &= mask
+    if not wall.any():
+        return WallCharacter(float("nan"), float("nan"), 0)
+    nx, ny = gx[wall] / grad[wall], gy[wall] / grad[wall]
+    mx, my = spins[..., 0][wall], spins[..., 1][wall]
+    along = mx * nx + my * ny
+    across = mx * ny - my * nx
+    neel, bloch = np.abs(along).sum(), np.abs(across).sum()
+    total = neel + bloch
+    return WallCharacter(
+        float(neel / total) if total > 0 else float("nan"),
+        float(-along.sum() / neel) if neel > 0 else float("nan"),
+        int(wall.sum()),
+    )

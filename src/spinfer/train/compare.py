@@ -10,7 +10,10 @@ present and writes
   ``resnet18_noisy_below_half_chance`` (MAE at Ts = 0 at most half the mean predictor's for
   lambda, K and D) and ``noisy_degrades_less`` per model (noisy-trained loses less from
   Ts = 0 to Ts = 1 than clean-trained). The ratios for out-of-plane textures alone are
-  given beside them: in-plane states carry little trace of the parameters.
+  given beside them: in-plane states carry little trace of the parameters;
+* per run, ``external_ratio_<p>``: the MAE on the external test set (another simulator's
+  textures, spinfer.train.external) over that of predicting the range centre, drawn as the
+  grid figure's fourth panel.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ def load_runs(eval_dir: Path) -> dict[str, dict[str, Any]]:
         for data in TRAINING_DATA:
             name = run_name(model, data)
             curve, metrics = eval_dir / name / "mae_vs_ts.json", eval_dir / name / "metrics.json"
+            external = eval_dir / name / "external.json"
             if curve.is_file() and metrics.is_file():
                 runs[name] = {
                     "model": model,
                     "data": data,
                     "curve": json.loads(curve.read_text()),
                     "metrics": json.loads(metrics.read_text()),
+                    "external": json.loads(external.read_text()) if external.is_file() else {},
                 }
     return runs
 
@@ -63,6 +68,11 @@ def findings(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 for n in TARGET_NAMES
                 if f"mae_over_baseline_{n}_ts0_out_of_plane" in m
             },
+            **{
+                f"external_ratio_{n}": run["external"][f"external_mae_over_centre_{n}"]
+                for n in TARGET_NAMES
+                if f"external_mae_over_centre_{n}" in run["external"]
+            },
         }
     if "resnet18-noisy" in runs:
         ratios = [out["resnet18-noisy"][f"ratio_{n}"] for n in TARGET_NAMES]
@@ -77,7 +87,9 @@ def findings(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def plot_grid(runs: dict[str, dict[str, Any]], path: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
+    external = {n: r["external"] for n, r in runs.items() if r["external"]}
+    panels = 4 if external else 3
+    fig, axes = plt.subplots(1, panels, figsize=(4.3 * panels, 3.8), dpi=110)
     colours = {m: f"C{i}" for i, m in enumerate(MODEL_NAMES)}
     for j, param in enumerate(TARGET_NAMES):
         ax = axes[j]
@@ -98,10 +110,26 @@ def plot_grid(runs: dict[str, dict[str, Any]], path: Path) -> Path:
                     fontsize=7, color="grey")  # fmt: skip
         else:
             ax.set_ylim(bottom=0)
+    if external:
+        _plot_external(axes[3], external)
     axes[0].legend(fontsize=7)
     fig.suptitle("Capacity grid (solid: trained on noisy data, dashed: on clean data)")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _plot_external(ax, external: dict[str, dict[str, float]]) -> None:
+    """Bars: each run's external-set MAE over the range centre's, per coupling."""
+    names = list(external)
+    width = 0.8 / len(TARGET_NAMES)
+    for j, param in enumerate(TARGET_NAMES):
+        values = [external[n][f"external_mae_over_centre_{param}"] for n in names]
+        ax.bar(np.arange(len(names)) + (j - 1) * width, values, width, label=param)
+    ax.axhline(1.0, color="grey", ls=":", label="range centre")
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("external MAE / range centre's")
+    ax.set_title("external set (another simulator)")
+    ax.legend(fontsize=7)
 
 
 def compare(params: Params, root: Path | str, figure: Path, metrics: Path) -> dict[str, Any]:
