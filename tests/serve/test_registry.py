@@ -254,3 +254,10 @@ def test_external_guard_refuses_a_champion_no_better_than_the_range_centre(proje
     kept = promote(strict, root)
     assert kept.decision == "kept" and "range centre" in kept.reason, kept.reason
     assert kept.champion_after == champion
+    # an external set whose parameters are missing: a one-line error from the command
+    spins = np.load(root / "data" / "external" / "spirit.npz")["spins"]
+    np.savez(root / "data" / "external" / "spirit.npz", spins=spins)
+    run = _cli("external", "--params", str(project["params_path"]), "--model", "cnn",
+               "--data", "noisy")  # fmt: skip
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 1 and len(lines) == 1 and "no 'params' array" in lines[0], lines
