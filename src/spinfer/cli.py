@@ -500,7 +500,12 @@ def register(
     reg = run(cfg, params.resolve().parent)
     if out is not None:
         doc = {"rule": RULE, "run_name": reg.run_name, "mae_mean": reg.mae_mean}
+        if reg.refused:
+            doc["refused"] = reg.refused
         atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    if reg.refused:
+        typer.echo(f"register: refused: {reg.refused}; no challenger", err=True)
+        return
     state = "registered" if reg.created else "already registered"
     compact = (
         f" (compact input: {compact_name(reg.name)} version {reg.compact_version})"
@@ -636,6 +641,14 @@ def spleem_estimate(
     metrics: Annotated[
         Path | None, typer.Option("--metrics", help="also write the aggregates here (DVC)")
     ] = None,
+    skip_without_model: Annotated[
+        bool,
+        typer.Option(
+            "--skip-without-model",
+            help="no model at the URI (no champion yet, or the guard refused every run): "
+            "record that and exit 0 instead of failing (the pipeline's stages)",
+        ),
+    ] = False,
 ) -> None:
     """Estimate lambda, K, D (model units and meV) per panel and per set, fit the domain
     walls, re-simulate at the estimate; figures, tables and an MLflow run."""
@@ -683,6 +696,11 @@ def spleem_estimate(
         results = estimate_all(
             cfg, root, data, model, "channels" if not wheel else "wheel", log=False
         )
+    except InputError as exc:
+        if not (skip_without_model and str(exc).startswith("cannot load model")):
+            raise
+        _no_model(root / cfg.spleem.out, metrics, str(exc))
+        return
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -709,6 +727,16 @@ def spleem_estimate(
             f"the estimates are written to {outputs} (summary.json, *_panels.csv) but logging "
             f"them to MLflow failed: {first}"
         ) from None
+
+
+def _no_model(out: Path, metrics: Path | None, reason: str) -> None:
+    """The outputs of an estimate that had no model to run: a status file, empty metrics."""
+    from spinfer.io import atomic_write_text
+
+    atomic_write_text(out / "status.json", json.dumps({"estimated": False, "reason": reason}))
+    if metrics is not None:
+        atomic_write_text(metrics, "{}\n")
+    typer.echo(f"spleem: nothing estimated: {reason}", err=True)
 
 
 def _print_spleem(results) -> None:

@@ -254,6 +254,17 @@ def test_external_guard_refuses_a_champion_no_better_than_the_range_centre(proje
     kept = promote(strict, root)
     assert kept.decision == "kept" and "range centre" in kept.reason, kept.reason
     assert kept.champion_after == champion
+    # register under the guard: a decision (exit 0, recorded), no challenger afterwards
+    out = root / "registration.json"
+    run = _cli("register", "--params", str(project["params_path"]), "--set",
+               "external.max_ratio=1e-9", "--out", str(out))  # fmt: skip
+    assert run.returncode == 0 and "register: refused:" in run.stderr, run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["run_name"] is None and "range centre" in doc["refused"]
+    assert not any(a == "challenger" for a in client.get_registered_model("spinfer").aliases)
+    unchanged = promote(strict, root)
+    assert unchanged.decision == "unchanged" and "no challenger" in unchanged.reason
+    assert unchanged.champion_after == champion
     # an external set whose parameters are missing: a one-line error from the command
     spins = np.load(root / "data" / "external" / "spirit.npz")["spins"]
     np.savez(root / "data" / "external" / "spirit.npz", spins=spins)

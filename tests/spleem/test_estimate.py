@@ -211,6 +211,14 @@ def test_no_champion_is_a_one_line_error(tmp_path, tiny_data):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot load model models:/spinfer@champion" in lines[0], lines
+    # the pipeline's stages record that there was nothing to estimate with, and go on
+    metrics = tmp_path / "spleem.json"
+    skip = _cli("spleem", "estimate", "--params", str(params_path), "--data", str(data.parent),
+                "--metrics", str(metrics), "--skip-without-model")  # fmt: skip
+    assert skip.returncode == 0 and "nothing estimated" in skip.stderr, skip.stderr
+    assert json.loads(metrics.read_text()) == {}
+    status = json.loads((tmp_path / "artifacts" / "spleem" / "status.json").read_text())
+    assert not status["estimated"] and "cannot load model" in status["reason"]
 
 
 @pytest.mark.slow

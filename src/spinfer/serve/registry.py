@@ -36,7 +36,8 @@ from spinfer.errors import InputError, SpinferError
 
 RULE = (
     "lowest mae_mean (test MAE averaged over every Ts and over lambda, K, D; normalized units) "
-    "among training runs evaluated on the current dataset"
+    "among training runs evaluated on the current dataset whose external-set MAE is below "
+    "external.max_ratio of the range centre's for lambda, K and D"
 )
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 
@@ -77,7 +78,7 @@ def best_run(params: Params, root: Path):
     passing = [r for r, why in refusals if why is None]
     if not passing:
         run, why = refusals[0]
-        raise InputError(
+        raise NoEligibleRun(
             f"no run may be champion: the best, {run.info.run_name}, {why}; so are all "
             f"{len(runs)} runs (external.max_ratio sets the limit)"
         )
@@ -106,29 +107,42 @@ def external_refusal(params: Params, metrics: dict[str, float]) -> str | None:
     return None
 
 
+class NoEligibleRun(InputError):
+    """Every evaluated run is barred by the external-set guard."""
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
-    version: str
-    run_name: str
-    run_id: str
-    mae_mean: float
+    version: str | None
+    run_name: str | None
+    run_id: str | None
+    mae_mean: float | None
     created: bool
     compact_version: str | None = None
+    refused: str | None = None  # why no run became challenger (the external-set guard)
 
 
 def register(params: Params, root: Path | str = ".") -> Registration:
-    """Register the best run (once) and give it the alias ``challenger``."""
+    """Register the best run (once) and give it the alias ``challenger``. When the
+    external-set guard bars every run, that is a decision, not a failure: no run is
+    challenger (an older challenger loses the alias) and ``refused`` says why."""
     from mlflow.exceptions import MlflowException
 
     root = Path(root)
     client = _client(params, root)
-    run = best_run(params, root)
     name = params.tracking.registered_model
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=f"spinfer estimator. Best run: {RULE}.")
+    try:
+        run = best_run(params, root)
+    except NoEligibleRun as exc:
+        for model in (name, compact_name(name)):
+            with contextlib.suppress(MlflowException):
+                client.delete_registered_model_alias(model, CHALLENGER)
+        return Registration(name, None, None, None, None, False, refused=str(exc))
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
     created = not existing
     if existing:
@@ -279,9 +293,20 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
     client = _client(params, root)
     name = params.tracking.registered_model
     challenger = _alias(client, name, CHALLENGER)
-    if challenger is None:
-        raise InputError(f"'{name}' has no version with the alias '{CHALLENGER}' (run register)")
     champion = _alias(client, name, CHAMPION)
+    if challenger is None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            raise InputError(
+                f"'{name}' has no version with the alias '{CHALLENGER}' (run register)"
+            ) from None
+        return Decision(
+            "unchanged", f"'{name}' has no challenger (register refused every run, or has not "
+            "run)", None, champion, champion, None, None,
+        )  # fmt: skip
     if champion is not None and champion == challenger:
         # a store registered before the compact variant existed gets its aliases now
         _follow(client, name, CHAMPION, champion)
