@@ -32,6 +32,10 @@ ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read")
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="override: section.key=value (repeatable)")
 ]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="resnet18, resnet50, cnn (or a timm name)")
+]
+DataOpt = Annotated[str | None, typer.Option("--data", help="training data: noisy or clean")]
 
 
 def _echo_json(data: object) -> None:
@@ -280,12 +284,8 @@ def verify(
 
 @app.command()
 def train(
-    model: Annotated[
-        str | None, typer.Option("--model", help="resnet18, resnet50, cnn (or a timm name)")
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="training data: noisy or clean")
-    ] = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
     tuned: Annotated[
         Path | None,
         typer.Option("--tuned", help="train the best trial of a study (tuned.yaml) instead"),
@@ -305,19 +305,14 @@ def train(
     model, data and training settings come from a study's tuned.yaml and the run is written
     under artifacts/{models,eval}/tuned/ (a file no study has written yet: nothing to do).
     """
-    from spinfer.train.loop import Dist, check_run, train_run
+    from spinfer.train.loop import Dist, train_run
 
     root = params.resolve().parent
-    if tuned is not None:
-        found = _tuned_run(params, overrides, tuned)
-        if found is None:
-            _no_tuned_run(root, tuned)
-            return
-        model, data, overrides = found
-    if model is None or data is None:
-        raise typer.BadParameter("give --model and --data, or --tuned FILE")
-    cfg = _config(params, overrides)
-    check_run(model, data)
+    resolved = _resolve_run(params, overrides, model, data, tuned)
+    if resolved is None:
+        _no_tuned_run(root, tuned)
+        return
+    cfg, model, data = resolved
     try:
         result = train_run(cfg, model, data, root)
         if Dist.from_env().main:
@@ -338,6 +333,23 @@ def train(
 
         if tdist.is_available() and tdist.is_initialized():
             tdist.destroy_process_group()
+
+
+def _resolve_run(params: Path, overrides, model: str | None, data: str | None, tuned):
+    """(config, model, data) of the run a command names (--model and --data, or a study's
+    winner); None when the study's file names no run yet."""
+    from spinfer.train.loop import check_run
+
+    if tuned is not None:
+        found = _tuned_run(params, overrides, tuned)
+        if found is None:
+            return None
+        model, data, overrides = found
+    if model is None or data is None:
+        raise typer.BadParameter("give --model and --data, or --tuned FILE")
+    cfg = _config(params, overrides)
+    check_run(model, data)
+    return cfg, model, data
 
 
 def _tuned_run(params: Path, overrides: list[str] | None, tuned: Path):
@@ -362,12 +374,8 @@ def _tuned_run(params: Path, overrides: list[str] | None, tuned: Path):
 
 @app.command()
 def external(
-    model: Annotated[
-        str | None, typer.Option("--model", help="resnet18, resnet50, cnn (or a timm name)")
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="training data: noisy or clean")
-    ] = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
     tuned: Annotated[
         Path | None, typer.Option("--tuned", help="the study's winner (tuned.yaml) instead")
     ] = None,
@@ -376,18 +384,13 @@ def external(
 ) -> None:
     """Estimate the external test set (another simulator's textures) with a trained run."""
     from spinfer.train.external import evaluate_external, summary_line
-    from spinfer.train.loop import check_run, run_name
+    from spinfer.train.loop import run_name
 
-    if tuned is not None:
-        found = _tuned_run(params, overrides, tuned)
-        if found is None:
-            typer.echo(f"external: {tuned} names no trained run yet; nothing to do", err=True)
-            return
-        model, data, overrides = found
-    if model is None or data is None:
-        raise typer.BadParameter("give --model and --data, or --tuned FILE")
-    cfg = _config(params, overrides)
-    check_run(model, data)
+    resolved = _resolve_run(params, overrides, model, data, tuned)
+    if resolved is None:
+        typer.echo(f"external: {tuned} names no trained run yet; nothing to do", err=True)
+        return
+    cfg, model, data = resolved
     metrics = evaluate_external(cfg, model, data, params.resolve().parent)
     typer.echo(summary_line(run_name(model, data), metrics), err=True)
 
