@@ -1,4 +1,4 @@
-"""At what scale the noisy-trained ResNet18 meets issue 5's target, measured on one GPU host.
+"""At what scale the noisy-trained ResNet18 meets the accuracy target, measured on one GPU host.
 
 Self-contained on purpose: it needs numpy, numba, scipy, PyYAML, torch and timm only (no
 Zarr, Dask or MLflow), so it runs on a bare GPU image with ``PYTHONPATH=src``. It anneals
