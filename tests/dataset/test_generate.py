@@ -15,6 +15,7 @@ import zarr
 
 import spinfer
 from spinfer.data.generate import (
+    DIAGNOSTICS,
     SIMULATION_SOURCES,
     generate,
     plan_dataset,
@@ -78,8 +79,14 @@ def test_store_records_how_it_was_made(tiny_data):
     assert meta["targets"]["names"] == ["lambda", "K", "D"]
     n = params.dataset.sets * params.dataset.per_set
     assert group["spins"].shape == (n, 16, 16, 3) and group["spins"].dtype == np.float32
-    for name in ("params", "set_id", "grid_index", "replica", "seed", "energy_per_spin"):
+    for name in ("params", "set_id", "grid_index", "replica", "seed", *DIAGNOSTICS):
         assert group[name].shape[0] == n
+    # every texture was minimised: below the torque threshold or after all its steps
+    steps, torque = group["minimize_steps"][:], group["max_torque"][:]
+    assert (
+        (torque < params.schedule.minimize_torque) | (steps == params.schedule.minimize_steps)
+    ).all()
+    assert (steps > 0).all()
     assert (Path(tiny_data["textures"]) / MANIFEST).is_file()
 
 

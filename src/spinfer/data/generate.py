@@ -138,7 +138,17 @@ def plan_dataset(params: Params) -> Plan:
 #: The physics modules that decide a texture's bytes: what generation imports, and no more
 #: (validation tools such as inverse.py or observables.py may change without touching the
 #: store; a test checks that generation imports nothing outside this list).
-SIMULATION_SOURCES = ("__init__.py", "anneal.py", "dipolar.py", "energy.py", "montecarlo.py")
+SIMULATION_SOURCES = (
+    "__init__.py",
+    "anneal.py",
+    "dipolar.py",
+    "energy.py",
+    "minimize.py",
+    "montecarlo.py",
+)
+#: Per-texture diagnostics a finished store holds beside the spins: energy per spin, Monte
+#: Carlo acceptance, max |S x H_eff| of the final texture (J), minimisation steps, mean |Sz|.
+DIAGNOSTICS = ("energy_per_spin", "acceptance", "max_torque", "minimize_steps", "mean_abs_sz")
 
 
 def simulation_source_hash() -> str:
@@ -252,12 +262,16 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     spins = np.empty((n, size, size, 3), dtype=np.float64)
     energy = np.empty(n)
     acceptance = np.empty(n)
+    torque = np.empty(n)
+    minimized = np.empty(n)
     for i, ((lam, k, d), seed) in enumerate(zip(task.params, task.seeds, strict=True)):
         ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
         result = anneal(ham, (size, size), schedule, int(seed), task.images)
         spins[i] = result.spins
         energy[i] = energy_terms(result.spins, ham, task.images).total / (size * size)
         acceptance[i] = result.acceptance
+        torque[i] = result.max_torque
+        minimized[i] = result.minimize_steps_done
     t1 = time.perf_counter()
     array = zarr.open_array(Path(task.store) / "spins", mode="r+")
     array[task.start : task.stop] = spins.astype(array.dtype)
@@ -269,6 +283,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
         "sha256": digest,
         "energy_per_spin": energy.tolist(),
         "acceptance": acceptance.tolist(),
+        "max_torque": torque.tolist(),
+        "minimize_steps": minimized.tolist(),
         "mean_abs_sz": np.abs(spins[..., 2]).mean(axis=(1, 2)).tolist(),
         "seconds_anneal": t1 - t0,
         "seconds_write": time.perf_counter() - t1,
@@ -447,7 +463,7 @@ def _finish(store: Path, plan: Plan, markers: dict[int, dict[str, Any]]) -> None
         if not path.is_file() or sha256_file(path) != markers[k]["sha256"]:
             (store.parent / "done" / f"shard-{k:05d}.json").unlink(missing_ok=True)
             raise SpinferError(f"shard {k} changed after it was written; rerun to redo it")
-    for name in ("energy_per_spin", "acceptance", "mean_abs_sz"):
+    for name in DIAGNOSTICS:
         values = np.concatenate([markers[k][name] for k in range(len(plan.shards))])
         small_array(group, name, values.astype(np.float64))
     meta = dict(group.attrs["spinfer"])

@@ -95,6 +95,7 @@ def write_report(
         "mean_abs_sz": float(sz.mean()),
         "energy_per_spin_mean": float(group["energy_per_spin"][:].mean()),
         "acceptance_mean": float(group["acceptance"][:].mean()),
+        "max_torque_median": float(np.median(group["max_torque"][:])),
         "out_of_plane_by_k": {
             f"{c:.2f}": {"fraction": float(f), "textures": int(n)}
             for c, f, n in zip(centres, frac, count, strict=True)

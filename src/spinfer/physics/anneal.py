@@ -16,6 +16,7 @@ import numpy as np
 from spinfer.errors import InputError
 from spinfer.physics.dipolar import dipolar_kernel
 from spinfer.physics.energy import MIN_SIZE, Hamiltonian, local_field
+from spinfer.physics.minimize import minimize
 from spinfer.physics.montecarlo import (
     exact_metropolis_sweep,
     metropolis_sweep,
@@ -55,7 +56,10 @@ class Schedule:
     once). The dipolar far field is refreshed by FFT every ``refresh_every`` sweeps; within
     ``near_radius`` sites it is exact after every move. The proposal cone adapts towards
     ``target_acceptance``. With ``randomize`` every texture draws its own protocol from its
-    seed (``draw``, distribution ``PROTOCOL``).
+    seed (``draw``, distribution ``PROTOCOL``). Last, up to ``minimize_steps`` steps of
+    velocity-projection minimisation (``physics.minimize``) take the texture towards a
+    torque-free state, stopping once max |S x H| < ``minimize_torque``: the relaxed state
+    that experiments and other simulators show (0 = leave the texture as annealed).
     """
 
     t_start: float = 1.5
@@ -69,6 +73,8 @@ class Schedule:
     target_acceptance: float = 0.4
     relax: str = "metropolis"
     randomize: bool = False
+    minimize_steps: int = 0
+    minimize_torque: float = 1e-3
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.t_start) and math.isfinite(self.t_end)):
@@ -88,6 +94,8 @@ class Schedule:
             raise InputError("schedule needs 0 < cone <= 2 and 0 < target_acceptance < 1")
         if self.relax not in RELAX_METHODS:
             raise InputError(f"relax must be one of {RELAX_METHODS}, got {self.relax!r}")
+        if self.minimize_steps < 0 or not self.minimize_torque > 0:
+            raise InputError("schedule needs minimize_steps >= 0 and minimize_torque > 0")
 
     def temperatures(self) -> np.ndarray:
         """Temperature of each annealing sweep."""
@@ -130,6 +138,8 @@ class AnnealResult:
     spins: np.ndarray  # (Lx, Ly, 3) float64 unit vectors
     acceptance: float  # mean acceptance over the annealing sweeps
     relax_sweeps_done: int
+    minimize_steps_done: int = 0
+    max_torque: float = math.nan  # max |S x H_eff| of the final texture (units of J)
 
 
 def rng_state(seed: int | np.random.SeedSequence) -> np.ndarray:
@@ -217,7 +227,12 @@ def anneal(
         if gain > -1e-10 * n_sites:
             break
     _renormalize(spins)
-    return AnnealResult(spins, accepted_total / (n_sites * len(temps)), done)
+    minimized, max_torque = minimize(
+        spins, ham, kernel, schedule.minimize_steps, schedule.minimize_torque
+    )
+    return AnnealResult(
+        spins, accepted_total / (n_sites * len(temps)), done, minimized, max_torque
+    )
 
 
 def descend(

@@ -1,0 +1,97 @@
+"""Velocity-projection minimisation: it reaches torque-free states; the annealer ends with it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from spinfer.errors import InputError
+from spinfer.physics.anneal import Schedule, anneal, descend
+from spinfer.physics.dipolar import dipolar_kernel
+from spinfer.physics.energy import Hamiltonian, effective_field, energy_terms
+from spinfer.physics.minimize import minimize
+
+HAM = Hamiltonian(dmi=0.2, anisotropy=0.75, dipolar=0.1)
+ANNEALED = Schedule(sweeps=60, relax_sweeps=0)
+
+
+def _torque(spins: np.ndarray, ham: Hamiltonian) -> float:
+    """max |S x H_eff| from the independent effective-field path (double precision)."""
+    return float(np.linalg.norm(np.cross(spins, effective_field(spins, ham)), axis=-1).max())
+
+
+def _annealed(size: int = 16, seed: int = 3) -> np.ndarray:
+    return anneal(HAM, (size, size), ANNEALED, seed=seed).spins
+
+
+def test_minimize_reaches_the_torque_threshold_and_lowers_the_energy():
+    spins = _annealed()
+    kernel = dipolar_kernel(16, 16)
+    before = energy_terms(spins, HAM).total
+    steps, torque = minimize(spins, HAM, kernel, 20000, torque=1e-4)
+    assert 0 < steps < 20000
+    assert torque < 1e-4
+    # the reported torque is the texture's own, to the single-precision dipolar field
+    assert _torque(spins, HAM) == pytest.approx(torque, abs=1e-5)
+    assert energy_terms(spins, HAM).total < before
+    np.testing.assert_allclose(np.linalg.norm(spins, axis=-1), 1.0, atol=1e-12)
+
+
+def test_minimize_descends_faster_than_the_overdamped_step():
+    kernel = dipolar_kernel(16, 16)
+    quick, slow = _annealed(), _annealed()
+    minimize(quick, HAM, kernel, 300, torque=1e-12)
+    descend(slow, HAM, kernel, 300, torque=1e-12)
+    assert energy_terms(quick, HAM).total < energy_terms(slow, HAM).total
+    assert _torque(quick, HAM) < _torque(slow, HAM)
+
+
+def test_a_stationary_state_takes_no_step():
+    up = np.zeros((12, 12, 3))
+    up[..., 2] = 1.0  # uniform +z: the field is along z at every site, for every coupling
+    steps, torque = minimize(up, HAM, dipolar_kernel(12, 12), 100, torque=1e-6)
+    assert steps == 0 and torque < 1e-6
+    assert (up[..., 2] == 1.0).all()
+
+
+def test_zero_steps_only_measure_the_torque():
+    spins = _annealed()
+    copy = spins.copy()
+    steps, torque = minimize(spins, HAM, dipolar_kernel(16, 16), 0, torque=1e-9)
+    assert steps == 0
+    np.testing.assert_array_equal(spins, copy)
+    assert torque == pytest.approx(_torque(copy, HAM), abs=1e-5)
+
+
+def test_anneal_ends_minimised_deterministically_and_records_the_torque():
+    schedule = dataclasses.replace(ANNEALED, minimize_steps=400, minimize_torque=1e-3)
+    raw = anneal(HAM, (16, 16), ANNEALED, seed=5)
+    a = anneal(HAM, (16, 16), schedule, seed=5)
+    b = anneal(HAM, (16, 16), schedule, seed=5)
+    np.testing.assert_array_equal(a.spins, b.spins)
+    assert raw.minimize_steps_done == 0 and raw.max_torque > 1e-3
+    assert 0 < a.minimize_steps_done <= 400
+    assert a.max_torque < raw.max_torque
+    assert a.max_torque < 1e-3 or a.minimize_steps_done == 400
+    assert a.max_torque == pytest.approx(_torque(a.spins, HAM), abs=1e-5)
+    assert energy_terms(a.spins, HAM).total < energy_terms(raw.spins, HAM).total
+
+
+@pytest.mark.parametrize("bad", [{"minimize_steps": -1}, {"minimize_torque": 0.0}])
+def test_bad_minimisation_settings_are_refused(bad):
+    with pytest.raises(InputError, match="minimize"):
+        Schedule(**bad)
+
+
+def test_coupling_types_do_not_change_the_texture():
+    # the store hands numpy scalars, callers Python floats: the same texture either way
+    schedule = dataclasses.replace(ANNEALED, minimize_steps=100)
+    as_float = Hamiltonian(dmi=0.2, anisotropy=0.75, dipolar=0.1)
+    as_numpy = Hamiltonian(
+        dmi=np.float64(0.2), anisotropy=np.float64(0.75), dipolar=np.float64(0.1)
+    )
+    a = anneal(as_float, (16, 16), schedule, seed=9).spins
+    b = anneal(as_numpy, (16, 16), schedule, seed=9).spins
+    np.testing.assert_array_equal(a, b)
