@@ -52,9 +52,10 @@ bench: setup ## speed benchmarks (print ratios against a baseline of the same ru
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/serve_load.py
 
-validate: setup ## physics validation: figures, bias check, torque-balance inverse, descriptor probe (after make run)
+validate: setup ## physics validation: figures, bias check, relaxation vs Spirit, torque-balance inverse, descriptor probe
 	$(BIN)/python validation/physics_checks.py --out artifacts/validation
 	$(BIN)/python validation/mc_bias.py
+	$(BIN)/dvc pull -q data.dvc && $(BIN)/python validation/relaxation.py --out artifacts/validation
 	$(BIN)/python validation/scale_check.py --plot
 	@if [ -d artifacts/noisy.zarr ]; then $(BIN)/python validation/torque_balance.py \
 		&& $(BIN)/python validation/descriptor_probe.py; \

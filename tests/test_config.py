@@ -114,3 +114,17 @@ def test_grid_spans_paper_ranges():
 def test_literal_paper_kshape_is_selectable():
     p = params_from_dict({"physics": {"kshape_factor": 2.0}})
     assert resolve_kshape_factor(p.physics) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("value", "factor"), [("continuum", 6.283185307179586), ("paper", 2.0), ("6.775", 6.775)]
+)
+def test_named_kshape_factors_resolve_to_their_numbers(repo_params, value, factor):
+    p = load_params(repo_params, [f"physics.kshape_factor={value}"])
+    assert p.physics.kshape_factor == pytest.approx(factor)
+    assert resolve_kshape_factor(p.physics) == pytest.approx(factor)
+
+
+def test_unknown_kshape_name_is_refused(repo_params):
+    with pytest.raises(ConfigError, match=r"kshape_factor.*continuum"):
+        load_params(repo_params, ["physics.kshape_factor=bulk"])

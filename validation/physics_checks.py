@@ -10,7 +10,7 @@
 
     python validation/physics_checks.py --out artifacts/validation [--seeds 3]
 
-Prints a Markdown table (pasted into the README) and writes PNG figures.
+Prints a Markdown table (pasted into docs/physics.md) and writes PNG figures.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from spinfer.config import load_params
+from spinfer.config import KSHAPE_NAMES, load_params
 from spinfer.physics.anneal import anneal
 from spinfer.physics.dipolar import dipolar_kernel
 from spinfer.physics.energy import Hamiltonian
@@ -62,7 +62,12 @@ def main() -> None:
     # 1. out-of-plane fraction against K / Kshape, both conventions
     ratios = [0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.2]
     table = {}
-    for name, factor in (("computed", computed), ("paper_2D", 2.0)):
+    conventions = (
+        ("computed", computed),
+        ("continuum_2pi", KSHAPE_NAMES["continuum"]),
+        ("paper_2D", 2.0),
+    )
+    for name, factor in conventions:
         fractions = []
         for kr in ratios:
             jobs = []
@@ -79,6 +84,10 @@ def main() -> None:
     print(
         f"| Kshape = {computed:.3f} D (computed) | "
         f"{' | '.join(f'{f:.0%}' for f in table['computed'])} |"
+    )
+    print(
+        f"| Kshape = 2 pi D (continuum) | "
+        f"{' | '.join(f'{f:.0%}' for f in table['continuum_2pi'])} |"
     )
     print(
         f"| Kshape = 2 D (paper, literal) | "
@@ -127,7 +136,12 @@ def main() -> None:
 
     # figures
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
-    for name, label in (("computed", f"Kshape={computed:.2f}D"), ("paper_2D", "Kshape=2D")):
+    labels = (
+        ("computed", f"Kshape={computed:.2f}D"),
+        ("continuum_2pi", "Kshape=2πD"),
+        ("paper_2D", "Kshape=2D"),
+    )
+    for name, label in labels:
         axes[0].plot(ratios, table[name], "o-", label=label)
     axes[0].axvline(1.0, color="grey", ls=":")
     axes[0].set(xlabel="K / Kshape", ylabel="out-of-plane fraction", title="in-plane vs out")

@@ -494,7 +494,7 @@ def register(
     overrides: SetOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="registration JSON")] = None,
 ) -> None:
-    """Register the best training run (rule in the README) with the alias challenger."""
+    """Register the best training run (rule in docs/registry-serving.md) with the alias challenger."""
     from spinfer.io import atomic_write_text
     from spinfer.serve.registry import RULE, compact_name
     from spinfer.serve.registry import register as run

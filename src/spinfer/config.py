@@ -47,6 +47,10 @@ class BaseParams:
     artifacts: str = "artifacts"
 
 
+#: Named values of ``physics.kshape_factor`` (Kshape / D), beside a number or null (computed)
+KSHAPE_NAMES = {"continuum": 2.0 * math.pi, "paper": 2.0}
+
+
 @dataclass(frozen=True)
 class PhysicsParams:
     """Lattice and dipolar kernel.
@@ -54,7 +58,9 @@ class PhysicsParams:
     ``kshape_factor``: Kshape = kshape_factor * D sets the anisotropy scale of the K range.
     ``null`` (default) computes it from the dipolar kernel, E_dip(+z) - E_dip(+x) per spin
     in units of D (6.775 for the periodic square lattice), which is where the out-of-plane
-    / in-plane boundary really lies; 2.0 reproduces the paper's "Kshape = 2D" literally.
+    / in-plane boundary really lies; ``continuum`` (2 pi = 6.283) is the thin film's
+    continuum shape anisotropy mu0 Ms^2 / 2 per site volume in these dipolar units; 2.0
+    (or ``paper``) reproduces the paper's text "Kshape = 2D" literally (``KSHAPE_NAMES``).
     """
 
     size: int = 100
@@ -441,10 +447,28 @@ def params_from_dict(raw: Mapping[str, Any], overrides: Iterable[str] = ()) -> P
             raise ConfigError(f"unknown key '{section}' in override '{text}'")
         sections[section] = {**sections[section], key: value}
     hints = typing.get_type_hints(Params)
+    sections["physics"] = _named_kshape(sections["physics"])
     built = {s: _build(hints[s], sections[s], s) for s in SECTIONS}
     params = Params(profile=profile, **built)
     _check(params)
     return params
+
+
+def _named_kshape(physics: Mapping[str, Any]) -> dict[str, Any]:
+    """``kshape_factor: continuum`` or ``paper`` as its number (KSHAPE_NAMES)."""
+    value = physics.get("kshape_factor")
+    if not isinstance(value, str):
+        return dict(physics)
+    try:
+        return {**physics, "kshape_factor": float(value)}
+    except ValueError:
+        pass
+    if value not in KSHAPE_NAMES:
+        raise ConfigError(
+            f"physics.kshape_factor: expected a number, null or one of {sorted(KSHAPE_NAMES)}, "
+            f"got {value!r}"
+        )
+    return {**physics, "kshape_factor": KSHAPE_NAMES[value]}
 
 
 def _check(p: Params) -> None:

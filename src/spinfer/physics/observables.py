@@ -54,3 +54,9 @@ def domain_period(spins: np.ndarray) -> float:
     sel = (shell >= max(peak - 1, 1)) & (shell <= peak + 1)
     q_star = np.sum(power[sel] * q[sel]) / np.sum(power[sel])
     return float(2 * np.pi / q_star)
+
+
+def wall_fraction(spins: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of sites with |Sz| < ``threshold``: for out-of-plane textures the area the walls
+    take, ~ (wall width) / (domain period), so it reads how wide the walls are."""
+    return float(np.mean(np.abs(spins[..., 2]) < threshold))
