@@ -146,6 +146,15 @@ def test_unknown_command_and_missing_option_exit_2():
     _one_error_line(run("energy", "x.npy", "--lam", "0"), 2, "--K")
 
 
+def test_version_and_bare_command():
+    import spinfer
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"spinfer {spinfer.__version__}"
+    bare = run()
+    assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr
+
+
 def test_kshape_command():
     proc = run("kshape", "--size", "16")
     assert proc.returncode == 0

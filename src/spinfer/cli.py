@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer._click import exceptions as click_exc  # typer >= 0.20 vendors click
 
 from spinfer.errors import InputError, SpinferError
 
@@ -36,6 +35,24 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", help="resnet18, resnet50, cnn (or a timm name)")
 ]
 DataOpt = Annotated[str | None, typer.Option("--data", help="training data: noisy or clean")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        import spinfer
+
+        typer.echo(f"spinfer {spinfer.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Read a magnetic domain image and say which Hamiltonian made it."""
 
 
 def _echo_json(data: object) -> None:
@@ -494,7 +511,7 @@ def register(
     overrides: SetOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="registration JSON")] = None,
 ) -> None:
-    """Register the best training run (rule in docs/registry-serving.md) with the alias challenger."""
+    """Register the best training run with the alias challenger (docs/registry-serving.md)."""
     from spinfer.io import atomic_write_text
     from spinfer.serve.registry import RULE, compact_name
     from spinfer.serve.registry import register as run
@@ -829,11 +846,6 @@ def main() -> None:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except click_exc.NoArgsIsHelpError:
-        sys.exit(2)  # the help text was printed
-    except click_exc.UsageError as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(130)
@@ -848,9 +860,10 @@ def main() -> None:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         typer.echo(f"error: cannot access{where}: {exc.strerror or exc}", err=True)
         sys.exit(1)
-    except click_exc.ClickException as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # click's usage and parameter errors (public base)
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":
