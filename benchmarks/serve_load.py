@@ -17,9 +17,7 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,30 +28,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(model: str, tracking: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", model, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.5)
-    raise SystemExit("server did not start")
+    """A served model (the lab's server starter); exits with the server's last words."""
+    from spinfer.faults.process import start_server, venv_env
+
+    try:
+        return start_server(model, venv_env(MLFLOW_TRACKING_URI=tracking), port=port)[0]
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def post(port: int, body: bytes, content_type: str) -> tuple[bool, float]:
@@ -147,6 +129,8 @@ def main() -> None:
     tracking = resolve_uri(params.tracking.uri, root)
     out = {}
     for uri, encodings in ((uris[0], ("tensor",)), (uris[1], ("compact", "parquet"))):
+        from spinfer.faults.process import free_port
+
         port = free_port()
         proc = start(uri, tracking, port)
         try:

@@ -31,9 +31,9 @@ ALLOWED = {
     "serve": {"physics", "data", "config", "tracking", "train", "io"},
     "spleem": {"physics", "data", "config", "tracking", "render", "io"},
     "tune": {"config", "tracking", "train", "render", "io"},
-    "doctor": {"config", "data", "serve", "tracking", "train", "tune", "io", "physics"},
+    "faults": {"config", "data", "serve", "tracking", "train", "tune", "io", "physics"},
     "cli": {
-        "config", "data", "doctor", "io", "physics", "preview", "render", "serve", "spleem",
+        "config", "data", "faults", "io", "physics", "preview", "render", "serve", "spleem",
         "tracking", "train", "tune",
     },
 }  # fmt: skip

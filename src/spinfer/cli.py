@@ -811,7 +811,7 @@ def doctor_faults(
     import shutil
     import tempfile
 
-    from spinfer.doctor import run_scenarios, scoreboard
+    from spinfer.faults import run_scenarios, scoreboard
 
     root = work or Path(tempfile.mkdtemp(prefix="spinfer-doctor-"))
     outcomes = []

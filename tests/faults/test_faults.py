@@ -1,4 +1,4 @@
-"""The fault-injection suite: every scenario of spinfer.doctor against the real components
+"""The fault-injection suite: every scenario of spinfer.faults against the real components
 (Dask LocalCluster, Zarr, MLflow SQLite store and registry, `mlflow models serve`, Optuna
 storage, real processes and signals), on one scratch project of the tiny profile."""
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from spinfer.doctor import SCENARIOS, Lab, run_scenarios
+from spinfer.faults import SCENARIOS, Lab, run_scenarios
 
 pytestmark = pytest.mark.faults
 

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,40 +35,16 @@ def _post(port: int, payload: dict | bytes, content_type="application/json") -> 
 
 def _serve(lab: dict, model_uri: str):
     """A real `mlflow models serve` process for ``model_uri``; yields its port."""
+    from spinfer.faults.process import served, venv_env
     from spinfer.serve.registry import promote, register
     from spinfer.tracking import resolve_uri
 
     params, root = lab["params"], lab["root"]
     register(params, root)
     promote(params, root)
-    port = _free_port()
-    bindir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": resolve_uri(params.tracking.uri, root),
-        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    mlflow_bin = shutil.which("mlflow", path=env["PATH"])
-    proc = subprocess.Popen(
-        [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager",
-         "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode()[-2000:])
-        assert time.monotonic() < deadline, "server did not come up"
-        time.sleep(0.5)
-    yield port
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    env = venv_env(MLFLOW_TRACKING_URI=resolve_uri(params.tracking.uri, root))
+    with served(model_uri, env) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -1,206 +1,33 @@
-"""Fault injection and bad input against the real platform, with a scoreboard.
-
-``run_scenarios`` builds a scratch project on the tiny profile (real Zarr stores, Dask
-LocalCluster, MLflow SQLite store and registry, ``mlflow models serve``, Optuna storage)
-and runs each scenario: it injects a fault or sends bad input, then checks what the
-platform promises: nothing lost, every failure a clear one-line message. Every scenario
-returns an ``Outcome``; ``spinfer doctor faults`` prints them as a scoreboard whose last
-line is ``tried=N passed=M lost_data=K``. tests/faults runs the same scenarios.
-
-Traffic goes to 127.0.0.1 only, request counts and timeouts are bounded, and every process
-a scenario starts is killed at its end. Scenarios marked ``slow`` (over about a minute)
-run only when asked for (``--slow``).
-"""
+"""The fault scenarios: each injects a fault or sends bad input into the real components and
+returns an ``Outcome``; ``run_scenarios`` runs them in one lab, ``scoreboard`` prints them."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    scenario: str
-    expected: str
-    observed: str
-    passed: bool
-    lost_data: bool = False
+from spinfer.faults.lab import Lab, Outcome
+from spinfer.faults.process import (
+    descendants,
+    one_line_error,
+    post,
+    sha,
+    wait_gone,
+    worker_pids,
+)
 
 
-@dataclass
-class Lab:
-    """A scratch project on the tiny profile; data, model and server made on demand."""
-
-    root: Path
-    params_path: Path = field(init=False)
-    _procs: list[subprocess.Popen] = field(default_factory=list)
-    _server: int | None = None
-
-    def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        raw = yaml.safe_load(REPO_PARAMS.read_text())
-        raw["profile"] = "tiny"
-        self.params_path = self.root / "params.yaml"
-        self.params_path.write_text(yaml.safe_dump(raw))
-
-    # -- helpers -----------------------------------------------------------------------
-    def params(self, *overrides: str):
-        from spinfer.config import load_params
-
-        return load_params(self.params_path, overrides)
-
-    def cli(self, *args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "spinfer.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            cwd=self.root,
-            **kw,
-        )
-
-    def env(self) -> dict[str, str]:
-        from spinfer.tracking import resolve_uri
-
-        bindir = str(Path(sys.executable).parent)
-        return {
-            **os.environ,
-            "PYTHONWARNINGS": "ignore",
-            "MLFLOW_TRACKING_URI": resolve_uri(self.params().tracking.uri, self.root),
-            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-
-    def spawn(self, args: list[str], **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            args,
-            env=self.env(),
-            cwd=self.root,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            **kw,
-        )
-        self._procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in self._procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=10)
-        self._procs.clear()
-
-    @property
-    def art(self) -> Path:
-        return self.root / "artifacts"
-
-    def data(self) -> dict[str, Path]:
-        """Texture store, splits and noisy store (made once)."""
-        paths = {
-            "textures": self.art / "textures.zarr",
-            "splits": self.art / "splits.json",
-            "noisy": self.art / "noisy.zarr",
-        }
-        if not paths["noisy"].exists():
-            from spinfer.data.generate import generate
-            from spinfer.data.noise import make_noisy
-            from spinfer.data.split import make_splits
-
-            params = self.params()
-            generate(params, paths["textures"], workers=1, progress=False)
-            make_splits(paths["textures"], params.dataset.split, params.base.seed, paths["splits"])
-            make_noisy(params, paths["textures"], paths["splits"], paths["noisy"], progress=False)
-        return paths
-
-    def champion(self) -> None:
-        """A trained, evaluated, registered and promoted cnn (made once)."""
-        from spinfer.serve.registry import champion_state, promote, register
-        from spinfer.train.evaluate import evaluate_and_log
-        from spinfer.train.loop import train_run
-
-        self.data()
-        params = self.params()
-        with contextlib.suppress(Exception):
-            if champion_state(params, self.root)["champion_run"]:
-                return
-        result = train_run(params, "cnn", "noisy", self.root, progress=False)
-        evaluate_and_log(params, "cnn", "noisy", self.root, result.run_id)
-        register(params, self.root)
-        promote(params, self.root)
-
-    def server(self) -> int:
-        """Port of a running ``mlflow models serve`` of the champion (started once)."""
-        if self._server is not None:
-            return self._server
-        self.champion()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        mlflow_bin = shutil.which("mlflow", path=self.env()["PATH"])
-        proc = self.spawn(
-            [
-                mlflow_bin,
-                "models",
-                "serve",
-                "-m",
-                "models:/spinfer@champion",
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--workers",
-                "1",
-            ]
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2),
-            ):
-                self._server = port
-                return port
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-500:]}")
-            time.sleep(0.5)
-        raise RuntimeError("server did not start in 180 s")
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> tuple[bool, str]:
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    ok = proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:")
-    ok = ok and needle in lines[0]
-    return ok, f"exit {proc.returncode}: {lines[-1] if lines else '(no message)'}"[:160]
-
-
-# -- scenarios ---------------------------------------------------------------------------
 def store_flipped_byte(lab: Lab) -> Outcome:
     paths = lab.data()
     copy = lab.root / "flipped.zarr"
@@ -229,7 +56,7 @@ def store_flipped_byte(lab: Lab) -> Outcome:
 def store_missing_or_truncated(lab: Lab) -> Outcome:
     paths = lab.data()
     missing = lab.cli("verify", str(lab.root / "nowhere.zarr"))
-    ok1, seen1 = _one_line_error(missing, "nowhere.zarr")
+    ok1, seen1 = one_line_error(missing, "nowhere.zarr")
     copy = lab.root / "truncated.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(paths["textures"], copy)
@@ -323,7 +150,7 @@ def generation_worker_killed(lab: Lab) -> Outcome:
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
-        workers = _worker_pids(proc.pid)
+        workers = worker_pids(proc.pid)
         if len(workers) == 2:
             time.sleep(5.0)  # the cluster is up and the shards are being annealed
             killed = workers[0]
@@ -339,49 +166,6 @@ def generation_worker_killed(lab: Lab) -> Outcome:
         killed is not None and same,
         lost_data=code == 0 and not same,
     )
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every process."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                out[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-    return out
-
-
-def _descendants(pid: int) -> list[int]:
-    parents = _parents()
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == current]
-        found += children
-        frontier += children
-    return found
-
-
-def _wait_gone(pids: list[int], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-        time.sleep(0.1)
-
-
-def _worker_pids(parent: int) -> list[int]:
-    """Dask worker processes of a LocalCluster: spawned children of ``parent``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if ppid == parent and "multiprocessing.spawn" in cmdline:
-                out.append(int(entry.name))
-    return sorted(out)
 
 
 def serve_bad_requests(lab: Lab) -> Outcome:
@@ -412,12 +196,12 @@ def serve_bad_requests(lab: Lab) -> Outcome:
     }
     failures = []
     for name, (body, ctype) in cases.items():
-        status, text = _post(port, body, ctype or "application/json")
+        status, text = post(port, body, ctype or "application/json")
         short = len(text) < 2000 and "0.0, 0.0, 1.0" not in text
         named = name not in ("NaN", "zero-length vectors") or "image 0" in text
         if not (400 <= status < 500 and short and named):
             failures.append(f"{name}: {status} ({len(text)} chars, names sample: {named})")
-        status, _ = _post(port, json.dumps({"inputs": good.tolist()}).encode())
+        status, _ = post(port, json.dumps({"inputs": good.tolist()}).encode())
         if status != 200:
             failures.append(f"good request after {name}: {status}")
     return Outcome(
@@ -426,17 +210,6 @@ def serve_bad_requests(lab: Lab) -> Outcome:
         "; ".join(failures) or f"{len(cases)} bad requests refused, server up",
         not failures,
     )
-
-
-def _post(port: int, body: bytes, ctype: str = "application/json") -> tuple[int, str]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": ctype}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
 
 
 def train_nan_loss(lab: Lab) -> Outcome:
@@ -466,15 +239,15 @@ def train_nan_loss(lab: Lab) -> Outcome:
             f"setup failed: {first.stderr[-200:]}",
             False,
         )
-    before = _sha(best)
+    before = sha(best)
     ckpt = torch.load(run_dir / "last.pt", weights_only=False)
     for value in ckpt["model"].values():
         if value.is_floating_point():
             value.fill_(float("nan"))
     torch.save(ckpt, run_dir / "last.pt")
     second = lab.cli(*args, "--set", "train.epochs={cnn: 3}")
-    ok, seen = _one_line_error(second, "loss is nan")
-    intact = best.is_file() and _sha(best) == before
+    ok, seen = one_line_error(second, "loss is nan")
+    intact = best.is_file() and sha(best) == before
     import mlflow
 
     from spinfer.tracking import resolve_uri
@@ -515,7 +288,7 @@ def train_disk_full(lab: Lab) -> Outcome:
             f"setup failed: {first.stderr[-200:]}",
             False,
         )
-    before = {p.name: _sha(p) for p in run_dir.glob("*.pt")}
+    before = {p.name: sha(p) for p in run_dir.glob("*.pt")}
     limit = 16 * 2**20  # bytes: below a checkpoint, above the MLflow store (about 1 MB)
 
     def cap() -> None:
@@ -523,8 +296,8 @@ def train_disk_full(lab: Lab) -> Outcome:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     second = lab.cli(*args, "--set", "train.epochs={resnet18: 3}", preexec_fn=cap)
-    ok, seen = _one_line_error(second, "cannot write")
-    after = {p.name: _sha(p) for p in run_dir.glob("*.pt")}
+    ok, seen = one_line_error(second, "cannot write")
+    after = {p.name: sha(p) for p in run_dir.glob("*.pt")}
     stray = [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
     import sqlite3
 
@@ -647,7 +420,7 @@ def config_errors(lab: Lab) -> Outcome:
     ]
     bad = []
     for extra, needle in cases:
-        ok, seen = _one_line_error(
+        ok, seen = one_line_error(
             lab.cli("generate", "--params", str(lab.params_path), *extra), needle
         )
         if not ok:
@@ -760,12 +533,12 @@ def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
     deadline = time.monotonic() + 300
     while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    victims = [proc.pid, *_descendants(proc.pid)]  # torchrun's ranks may sit in
+    victims = [proc.pid, *descendants(proc.pid)]  # torchrun's ranks may sit in
     for pid in victims:  # their own process groups: kill every process of the job
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    _wait_gone(victims)
+    wait_gone(victims)
     done = torch.load(last, weights_only=False)["state"]["epoch"] if last.is_file() else None
     again = run("killed")
     a = torch.load(lab.art / f"{tag}_whole/cnn-noisy/last.pt", weights_only=False)["state"]
@@ -919,7 +692,7 @@ def train_bad_texture(lab: Lab) -> Outcome:
         "--set",
         "train.out=artifacts/bad_models",
     )
-    ok, seen = _one_line_error(proc, "texture 3 holds NaN")
+    ok, seen = one_line_error(proc, "texture 3 holds NaN")
     return Outcome("NaN / zero vectors in training data", "refused naming the texture", seen, ok)
 
 
