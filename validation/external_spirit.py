@@ -36,7 +36,8 @@ is tracked by data.dvc; remake it with
 
     python validation/external_spirit.py --n 64 --workers 2     # ~20 min on 2 cores
 
-then ``dvc add data && dvc push`` (the in-repo remote). Last line: key=value.
+then ``dvc add data && dvc push data.dvc`` (the in-repo remote; a bare ``dvc push``
+would also copy every pipeline output into it). Last line: key=value.
 """
 
 from __future__ import annotations
