@@ -39,7 +39,6 @@ def tracked_text_files() -> list[Path]:
         if p.is_file()
         and p.suffix in TEXT_SUFFIXES
         and not SKIP_PARTS.intersection(p.relative_to(ROOT).parts)
-        and p.name != Path(__file__).name
     ]
 
 
@@ -59,11 +58,12 @@ def test_no_tracked_text_narrates_development():
 @pytest.mark.parametrize(
     ("line", "narrates"),
     [
-        ("as found in session 7", True),
-        ("fixed in this session", True),
-        ("see issue 19", True),
-        ("issue #5 asked", True),
-        ("the S6 harness", True),
+        # the narrating examples are assembled, so that this file does not narrate itself
+        (" ".join(["as found in", "session", "7"]), True),
+        (" ".join(["fixed in this", "session"]), True),
+        (" ".join(["see", "issue", "19"]), True),
+        (" ".join(["issue", "#5 asked"]), True),
+        (" ".join(["the", "S6", "harness"]), True),
         ('@pytest.fixture(scope="session")', False),
         ("an MLflow session token", False),
         ("the issues it raised", False),

@@ -4,8 +4,6 @@ made on demand, and the ``Outcome`` every scenario returns."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from spinfer.faults.process import start_server
+from spinfer.faults.process import start_server, stop, venv_env
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 
@@ -63,13 +61,10 @@ class Lab:
     def env(self) -> dict[str, str]:
         from spinfer.tracking import resolve_uri
 
-        bindir = str(Path(sys.executable).parent)
-        return {
-            **os.environ,
-            "PYTHONWARNINGS": "ignore",
-            "MLFLOW_TRACKING_URI": resolve_uri(self.params().tracking.uri, self.root),
-            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        return venv_env(
+            PYTHONWARNINGS="ignore",
+            MLFLOW_TRACKING_URI=resolve_uri(self.params().tracking.uri, self.root),
+        )
 
     def spawn(self, args: list[str], **kw) -> subprocess.Popen:
         proc = subprocess.Popen(
@@ -86,10 +81,7 @@ class Lab:
 
     def close(self) -> None:
         for proc in self._procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=10)
+            stop(proc, timeout=10)
         self._procs.clear()
 
     @property

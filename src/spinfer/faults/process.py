@@ -1,7 +1,8 @@
 """Process tools of the fault lab: free ports, a served model, process trees, one-line errors.
 
-``serve_model`` starts ``mlflow models serve`` on 127.0.0.1 and waits for its /ping: the one
-server starter that the fault scenarios, tests/serve and benchmarks/serve_load.py share.
+``start_server`` (and ``served``, its context form) starts ``mlflow models serve`` on
+127.0.0.1 and waits for its /ping: the one server starter that the fault scenarios,
+tests/serve and benchmarks/serve_load.py share.
 """
 
 from __future__ import annotations
@@ -61,12 +62,12 @@ def start_server(
     raise RuntimeError(f"server did not answer /ping within {timeout:.0f} s")
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
     """Signal a process's whole session and reap it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
     with contextlib.suppress(Exception):
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -90,16 +91,18 @@ def one_line_error(proc: subprocess.CompletedProcess, needle: str) -> tuple[bool
     return ok, f"exit {proc.returncode}: {lines[-1] if lines else '(no message)'}"[:160]
 
 
-# -- scenarios ---------------------------------------------------------------------------
+def _ppid(entry: Path) -> int:
+    """Parent pid of the process behind /proc/<pid> (raises OSError if it is gone)."""
+    return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def parents() -> dict[int, int]:
     """pid -> parent pid of every process."""
     out = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                out[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
+                out[int(entry.name)] = _ppid(entry)
     return out
 
 
@@ -127,7 +130,7 @@ def worker_pids(parent: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = _ppid(entry)
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             if ppid == parent and "multiprocessing.spawn" in cmdline:
                 out.append(int(entry.name))
