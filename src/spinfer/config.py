@@ -97,6 +97,11 @@ class DatasetParams:
     set. ``shard_textures`` textures form one Zarr shard file and one Dask task. ``workers``
     sizes the LocalCluster; ``scheduler`` (``tcp://host:port``) uses an existing cluster
     instead, whose workers must see ``out`` on a shared filesystem.
+
+    ``engine``: ``numba`` (one lattice per CPU core, the reference) or ``torch`` (batched
+    checkerboard Metropolis, ``physics.torch_engine``) on ``device`` (auto: CUDA when
+    present), ``batch`` lattices at a time (null: a whole shard). A shard is the unit of
+    batching, so with either engine the store does not depend on the number of workers.
     """
 
     sets: int = 40
@@ -107,6 +112,13 @@ class DatasetParams:
     workers: int = 2
     scheduler: str | None = None
     out: str = "artifacts/textures.zarr"
+    engine: str = "numba"
+    device: str = "auto"
+    batch: int | None = None
+
+
+ENGINES = ("numba", "torch")
+ENGINE_DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -569,6 +581,14 @@ def _check_dataset(d: DatasetParams) -> None:
         raise ConfigError(f"dataset.workers must be >= 1, got {d.workers}")
     if d.scheduler is not None and "://" not in d.scheduler:
         raise ConfigError(f"dataset.scheduler must look like tcp://host:port, got {d.scheduler!r}")
+    if d.engine not in ENGINES:
+        raise ConfigError(
+            f"dataset.engine: unknown engine {d.engine!r} (known: {', '.join(ENGINES)})"
+        )
+    if d.device not in ENGINE_DEVICES:
+        raise ConfigError(f"dataset.device must be {', '.join(ENGINE_DEVICES)}, got {d.device!r}")
+    if d.batch is not None and d.batch < 1:
+        raise ConfigError(f"dataset.batch must be >= 1 or null, got {d.batch}")
 
 
 def _check_noise(n: NoiseParams) -> None:

@@ -16,10 +16,12 @@ import zarr
 import spinfer
 from spinfer.data.generate import (
     DIAGNOSTICS,
+    ENGINE_SOURCES,
     SIMULATION_SOURCES,
     generate,
     plan_dataset,
     simulation_source_hash,
+    store_engine,
     work_dir,
 )
 from spinfer.data.store import MANIFEST, open_store, store_meta
@@ -236,4 +238,59 @@ def test_dvc_generate_stage_depends_on_the_simulation_sources():
 
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["generate"]["deps"]
     physics = {Path(d).name for d in deps if d.startswith("src/spinfer/physics")}
-    assert physics == set(SIMULATION_SOURCES)
+    engines = {name for names in ENGINE_SOURCES.values() for name in names}
+    assert physics == set(SIMULATION_SOURCES) | engines
+
+
+def test_torch_engine_store_records_its_engine_and_is_the_same_for_any_workers(tmp_path):
+    """The torch engine anneals each shard as batches; its store says so, hashes its source
+    too, reproduces from its seeds, and does not depend on the number of workers."""
+    from spinfer.physics.torch_engine import anneal_batch
+
+    params = tiny_params("dataset.engine=torch", "dataset.device=cpu", "dataset.batch=4")
+    generate(params, tmp_path / "one.zarr", workers=1, progress=False)
+    generate(params, tmp_path / "two.zarr", workers=2, progress=False)
+    manifests = [(tmp_path / f"{n}.zarr" / MANIFEST).read_text() for n in ("one", "two")]
+    assert manifests[0] == manifests[1]
+    group = open_store(tmp_path / "one.zarr")
+    meta = store_meta(group)
+    assert store_engine(meta) == "torch"
+    assert meta["engine"]["device"] == "cpu" and meta["engine"]["batch"] == 4
+    assert meta["simulation_source"] == simulation_source_hash("torch") != simulation_source_hash()
+    i = 3
+    lam, k, d = group["params"][i]
+    (result,) = anneal_batch(
+        [Hamiltonian(dmi=lam, anisotropy=k, dipolar=d)],
+        (16, 16),
+        params.schedule,
+        [int(group["seed"][i])],
+        device="cpu",
+    )
+    np.testing.assert_array_equal(group["spins"][i], result.spins.astype(np.float32))
+
+
+def test_numba_stores_record_no_engine(tiny_data):
+    assert store_engine(store_meta(open_store(tiny_data["textures"]))) == "numba"
+    assert "engine" not in store_meta(open_store(tiny_data["textures"]))
+
+
+def test_torch_engine_on_cuda_without_cuda_is_one_line_error_and_no_store(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA")
+    out = tmp_path / "t.zarr"
+    cmd = _cli(
+        "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
+        "--set", "dataset.engine=torch", "--set", "dataset.device=cuda", "--out", str(out),
+    )  # fmt: skip
+    run = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("error: the torch engine was asked")
+    assert "Traceback" not in run.stderr
+    assert not tmp_path.joinpath(".partial").exists() and not out.exists()

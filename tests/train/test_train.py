@@ -284,3 +284,43 @@ def test_missing_split_and_bad_tracking_store_fail_with_one_line(tmp_path, tiny_
     )  # fmt: skip
     assert bad.returncode == 1, bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: cannot open the MLflow")
+
+
+def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
+    """validation/engines.py anneals the store's test textures on the other engine and scores
+    the same model on both copies."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    model = trained["result"].paths.out / "model.pt"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "validation" / "engines.py"),
+            "--params",
+            str(trained["params_path"]),
+            "--store",
+            str(tiny_data["textures"]),
+            "--splits",
+            str(tiny_data["splits"]),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    doc = json.loads((tmp_path / "transfer.json").read_text())
+    assert doc["store_engine"] == "numba" and doc["other_engine"] == "torch"
+    assert doc["textures"] == 6
+    for name in ("lambda", "K", "D"):
+        assert doc[f"mae_{name}_numba"] > 0 and doc[f"mae_{name}_torch"] > 0
+        assert doc[f"ratio_{name}"] == pytest.approx(
+            doc[f"mae_{name}_torch"] / doc[f"mae_{name}_numba"]
+        )
+    assert "ratio_D=" in run.stdout.strip().splitlines()[-1]

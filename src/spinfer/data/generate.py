@@ -60,7 +60,14 @@ from spinfer.data.store import (
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError, SpinferError
 from spinfer.io import atomic_write_text, remove_if_empty, replace_dir
-from spinfer.physics.anneal import COOLING_LAWS, PROTOCOL, RELAX_METHODS, Schedule, anneal
+from spinfer.physics.anneal import (
+    COOLING_LAWS,
+    PROTOCOL,
+    RELAX_METHODS,
+    AnnealResult,
+    Schedule,
+    anneal,
+)
 from spinfer.physics.energy import Hamiltonian, energy_terms
 
 CONVENTION = (
@@ -146,25 +153,40 @@ SIMULATION_SOURCES = (
     "minimize.py",
     "montecarlo.py",
 )
+#: What each annealing engine adds to them (imported by the worker only when it is used).
+ENGINE_SOURCES = {"numba": (), "torch": ("torch_engine.py",)}
 #: Per-texture diagnostics a finished store holds beside the spins: energy per spin, Monte
 #: Carlo acceptance, max |S x H_eff| of the final texture (J), minimisation steps, mean |Sz|.
 DIAGNOSTICS = ("energy_per_spin", "acceptance", "max_torque", "minimize_steps", "mean_abs_sz")
 
 
-def simulation_source_hash() -> str:
-    """sha256 of the simulation modules' source: the code half of a store's identity."""
+def simulation_source_hash(engine: str = "numba") -> str:
+    """sha256 of the simulation modules' source (those of ``engine`` included): the code
+    half of a store's identity."""
     digest = hashlib.sha256()
     folder = resources.files("spinfer.physics")
-    for name in SIMULATION_SOURCES:
+    for name in SIMULATION_SOURCES + ENGINE_SOURCES[engine]:
         digest.update(name.encode())
         digest.update(folder.joinpath(name).read_bytes())
     return digest.hexdigest()
 
 
+def engine_record(params: Params) -> dict[str, Any] | None:
+    """How the textures are annealed, when not by the reference numba engine: the torch
+    engine's name, device kind (``auto`` resolved here) and batch. A store without this
+    record was annealed by numba, so numba stores keep the identity they always had."""
+    ds = params.dataset
+    if ds.engine == "numba":
+        return None
+    from spinfer.physics.torch_engine import resolve_device
+
+    return {"name": ds.engine, "device": resolve_device(ds.device).type, "batch": ds.batch}
+
+
 def fingerprint(params: Params) -> str:
     """Hash of everything that decides the store's bytes (not workers, not paths)."""
     ds = dataclasses.asdict(params.dataset)
-    for key in ("workers", "scheduler", "out"):
+    for key in ("workers", "scheduler", "out", "engine", "device", "batch"):
         ds.pop(key)
     ds.pop("split")  # the split is a later stage
     what = {
@@ -174,8 +196,11 @@ def fingerprint(params: Params) -> str:
         "schedule": dataclasses.asdict(params.schedule),
         "ranges": dataclasses.asdict(params.ranges),
         "dataset": ds,
-        "physics_source": simulation_source_hash(),
+        "physics_source": simulation_source_hash(params.dataset.engine),
     }
+    engine = engine_record(params)
+    if engine is not None:
+        what["engine"] = engine
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
@@ -183,7 +208,7 @@ def store_attributes(params: Params, plan: Plan, fp: str) -> dict[str, Any]:
     """Root attributes: enough to know exactly how every texture was made."""
     cfg = to_dict(params)
     lo, hi = target_bounds(params.ranges, plan.kshape_factor)
-    return {
+    attrs = {
         "format": FORMAT,
         "kind": "textures",
         "complete": False,
@@ -212,6 +237,18 @@ def store_attributes(params: Params, plan: Plan, fp: str) -> dict[str, Any]:
             "columns": sorted(plan.protocol),
         },
     }
+    engine = engine_record(params)
+    if engine is not None:
+        import torch
+
+        attrs["engine"] = {**engine, "torch_version": torch.__version__}
+        attrs["simulation_source"] = simulation_source_hash(engine["name"])
+    return attrs
+
+
+def store_engine(meta: dict[str, Any]) -> str:
+    """The engine that annealed a store (its ``spinfer`` attributes): numba unless recorded."""
+    return (meta.get("engine") or {}).get("name", "numba")
 
 
 def _init_store(path: Path, params: Params, plan: Plan, fp: str) -> None:
@@ -251,12 +288,28 @@ class ShardTask:
     schedule: dict[str, Any]
     images: int | None
     done_dir: str
+    engine: dict[str, Any] | None = None  # engine_record(); None = numba
+
+
+def _anneal_shard(task: ShardTask, hams: list[Hamiltonian]) -> list[AnnealResult]:
+    """The shard's textures on its engine: numba one by one, torch in batches."""
+    schedule = Schedule(**task.schedule)
+    shape = (task.size, task.size)
+    if task.engine is None:
+        return [
+            anneal(ham, shape, schedule, int(seed), task.images)
+            for ham, seed in zip(hams, task.seeds, strict=True)
+        ]
+    from spinfer.physics.torch_engine import anneal_batch
+
+    seeds = [int(s) for s in task.seeds]
+    device, batch = task.engine["device"], task.engine["batch"]
+    return anneal_batch(hams, shape, schedule, seeds, task.images, device, batch)
 
 
 def run_shard(task: ShardTask) -> dict[str, Any]:
     """Anneal one shard's textures, write the whole shard, then its done marker."""
     t0 = time.perf_counter()
-    schedule = Schedule(**task.schedule)
     n = task.stop - task.start
     size = task.size
     spins = np.empty((n, size, size, 3), dtype=np.float64)
@@ -264,9 +317,11 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     acceptance = np.empty(n)
     torque = np.empty(n)
     minimized = np.empty(n)
-    for i, ((lam, k, d), seed) in enumerate(zip(task.params, task.seeds, strict=True)):
-        ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
-        result = anneal(ham, (size, size), schedule, int(seed), task.images)
+    hams = [
+        Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
+        for lam, k, d in task.params
+    ]
+    for i, (ham, result) in enumerate(zip(hams, _anneal_shard(task, hams), strict=True)):
         spins[i] = result.spins
         energy[i] = energy_terms(result.spins, ham, task.images).total / (size * size)
         acceptance[i] = result.acceptance
@@ -451,6 +506,7 @@ def _task(params: Params, plan: Plan, store: Path, done_dir: Path, k: int) -> Sh
         schedule=dataclasses.asdict(params.schedule),
         images=params.physics.dipolar_images,
         done_dir=str(done_dir),
+        engine=engine_record(params),
     )
 
 

@@ -1,0 +1,595 @@
+"""The torch annealing engine: the numba engine's Hamiltonian and schedule on a batch of lattices.
+
+Many lattices anneal at once, on a GPU when one is present (CPU otherwise), each with its
+own couplings, protocol and random stream:
+
+* **Checkerboard Metropolis.** A sweep is two half-sweeps, one per sublattice ((ix + iy)
+  even, then odd). Exchange and DMI couple a site to the other sublattice only, so their
+  field is exact for every proposal. The dipolar field (near and far) is recomputed by a
+  batched FFT before every half-sweep: exact for the other sublattice, one half-sweep stale
+  for same-sublattice partners moved in the same half-sweep (the price of updating half the
+  lattice at once; the numba engine's ``refresh_every`` and ``near_radius`` do not apply).
+  The proposal is the numba engine's (S' = normalize(S + cone v), v uniform on the sphere)
+  with its per-lattice adaptive cone.
+* **The same schedule.** Temperatures per sweep, the zero-temperature relaxation (Metropolis
+  turned to the local field, or the overdamped descent), the velocity-projection
+  minimisation and its torque threshold, and randomized protocols drawn per texture exactly
+  as ``anneal`` draws them. Lattices with shorter protocols simply stop moving.
+* **Seeds.** The start is the numba engine's infinite-temperature state of the same seed;
+  after that, every random number is a counter-based hash of (texture stream, draw, site),
+  the stream keyed by ``SeedSequence(seed)`` with a spawn key of its own. A texture
+  therefore depends on (couplings, seed, schedule, engine, device kind), never on the other
+  lattices of its batch or on how the work was split into batches.
+
+State is float32; reductions that decide control flow (minimiser mixing, convergence) run in
+float64; energies for the store come from ``energy.energy_terms`` (float64) afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spinfer.errors import InputError
+from spinfer.physics.anneal import (
+    DESCENT_STEP,
+    DESCENT_STEPS_PER_SWEEP,
+    DESCENT_TORQUE,
+    AnnealResult,
+    Schedule,
+    rng_state,
+)
+from spinfer.physics.dipolar import dipolar_kernel
+from spinfer.physics.energy import MIN_SIZE, Hamiltonian
+from spinfer.physics.minimize import VP_STEP
+from spinfer.physics.montecarlo import random_spins
+
+DEVICES = ("auto", "cpu", "cuda")
+_STREAM_KEY = 0x70C4  # spawn key of the engine's random stream under the texture's seed
+_M32 = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9
+_TO_UNIT = 2.0**-24
+#: Bytes of device memory one 100 x 100 lattice needs while annealing (state, fields, FFT
+#: buffers and proposal temporaries; measured peak, rounded up), scaled with the site count.
+BYTES_PER_SITE = 1200
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when torch sees one, else CPU), ``cpu`` or ``cuda``."""
+    if name not in DEVICES:
+        raise InputError(f"unknown device {name!r} for the torch engine (known: {DEVICES})")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            "the torch engine was asked for CUDA (dataset.device: cuda) but torch sees no "
+            "CUDA device; use dataset.device: auto or cpu"
+        )
+    return torch.device(name)
+
+
+# --- counter-based random numbers -------------------------------------------------------
+
+
+def _mul32(x, m: int):
+    """x * m mod 2**32 for x < 2**32 held in int64 (16-bit halves of m: no overflow)."""
+    return (x * (m & 0xFFFF) + (((x * (m >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(x):
+    """The lowbias32 integer hash (C. Wellons): a bijection of 32-bit words, good avalanche."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def stream_keys(seed: int | np.random.SeedSequence) -> tuple[int, int]:
+    """The two 32-bit keys of a texture's engine stream (independent of its start state)."""
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    child = np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _STREAM_KEY))
+    k0, k1 = child.generate_state(2, dtype=np.uint32)
+    return int(k0), int(k1)
+
+
+class _Stream:
+    """Uniform float32 numbers in [0, 1) per (lattice, draw, site) of one sublattice."""
+
+    def __init__(self, keys: torch.Tensor, sites: Sequence[torch.Tensor]) -> None:
+        self.k1 = keys[:, 1:2]  # (B, 1)
+        # per-lattice site table of each sublattice: mix(site ^ k0)
+        self.table = [_mix32(s[None, :] ^ keys[:, 0:1]) for s in sites]
+
+    def uniform(self, draw: int, parity: int, n: int) -> torch.Tensor:
+        """The draw-th numbers of the first ``n`` lattices on sublattice ``parity``."""
+        counter = _mix32((self.k1[:n] + _mul32(draw + 1, _GOLDEN)) & _M32)
+        x = _mix32((self.table[parity][:n] + counter) & _M32)
+        return (x >> 8).to(torch.float32) * _TO_UNIT
+
+
+# --- arithmetic that is the same in every batch ------------------------------------------
+# CPU kernels compute the tail of a tensor (and of each thread's chunk) with scalar code, the
+# rest with SIMD code; the two agree bit for bit only for correctly rounded operations
+# (+ - * / sqrt). Transcendental functions (exp, sin, cos) and float reductions would make a
+# texture depend on its position in the batch, so the engine builds them from those.
+
+_LN2 = math.log(2.0)
+_LN2_HI, _LN2_LO = 0.693145751953125, 1.428606765330187e-06  # Cody-Waite: k * hi is exact
+_EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(8))  # |r| <= ln2/2: error < 1e-8
+_PI_2 = math.pi / 2.0
+
+
+def _dot3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Sum over the component axis (1) in a fixed order."""
+    return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
+
+
+def _normalize(v: torch.Tensor) -> torch.Tensor:
+    """v / |v| along axis 1 (|v| > 0)."""
+    return v / torch.sqrt(_dot3(v, v)).unsqueeze(1)
+
+
+def _exp_nonpositive(x: torch.Tensor) -> torch.Tensor:
+    """exp(x) for x <= 0 in float32 from + - * only: 2**k exp(r), |r| <= ln2 / 2."""
+    x = torch.clamp(x, min=-87.0)
+    k = torch.round(x / _LN2)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    poly = torch.full_like(r, _EXP_TAYLOR[-1])
+    for c in reversed(_EXP_TAYLOR[:-1]):
+        poly = poly * r + c
+    scale = ((k.to(torch.int32) + 127) << 23).view(torch.float32)  # exactly 2**k
+    return poly * scale
+
+
+def _sin_cos_quarter(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sin, cos) of t in [0, pi/2] by Taylor series about pi/4 (error < 2e-8)."""
+    d = t - math.pi / 4.0
+    d2 = d * d
+    # cos d and sin d to order 12 / 13, then rotate by pi/4
+    cos_d = torch.full_like(d, 1.0 / math.factorial(12))
+    for k in range(10, -1, -2):
+        cos_d = cos_d * (-d2) + 1.0 / math.factorial(k)
+    sin_d = torch.full_like(d, 1.0 / math.factorial(13))
+    for k in range(11, 0, -2):
+        sin_d = sin_d * (-d2) + 1.0 / math.factorial(k)
+    sin_d = sin_d * d
+    h = math.sqrt(0.5)
+    return h * (cos_d + sin_d), h * (cos_d - sin_d)
+
+
+def _circle(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos 2 pi u, sin 2 pi u) for u in [0, 1): quadrant, then a quarter-turn series."""
+    q = torch.floor(4.0 * u)
+    s, c = _sin_cos_quarter((4.0 * u - q) * _PI_2)
+    q = q.to(torch.int64)
+    cos = torch.where(q == 0, c, torch.where(q == 1, -s, torch.where(q == 2, -c, s)))
+    sin = torch.where(q == 0, s, torch.where(q == 1, c, torch.where(q == 2, -s, -c)))
+    return cos, sin
+
+
+_FIXED = 2.0**32  # fixed-point scale of order-free sums
+
+
+def _row_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over all but the first axis, in float64, the same whatever the order: terms are
+    rounded to multiples of 2**-32 and added as integers (exact for |sum| < 2**31)."""
+    fixed = torch.round(x.flatten(1).double() * _FIXED).to(torch.int64)
+    return fixed.sum(dim=1).double() / _FIXED
+
+
+# --- fields and energies ----------------------------------------------------------------
+
+
+def local_field(spins: torch.Tensor, exchange: torch.Tensor, dmi: torch.Tensor) -> torch.Tensor:
+    """Exchange + DMI field of (B, 3, Lx, Ly) spins (``energy.local_field`` without K)."""
+    xp, xm = torch.roll(spins, -1, 2), torch.roll(spins, 1, 2)  # S[i+1, j], S[i-1, j]
+    yp, ym = torch.roll(spins, -1, 3), torch.roll(spins, 1, 3)
+    h = exchange[:, :, None, None] * (((xp + xm) + yp) + ym)
+    lam = dmi[:, :, None]
+    hx = h[:, 0] + lam * (xm[:, 2] - xp[:, 2])
+    hy = h[:, 1] + lam * (ym[:, 2] - yp[:, 2])
+    hz = h[:, 2] + lam * ((xp[:, 0] - xm[:, 0]) + (yp[:, 1] - ym[:, 1]))
+    return torch.stack((hx, hy, hz), dim=1)
+
+
+class _Dipolar:
+    """The periodic (or block) dipolar kernel's spectrum on the device; field per unit D."""
+
+    def __init__(self, shape: tuple[int, int], images: int | None, device: torch.device):
+        kernel = dipolar_kernel(shape[0], shape[1], images)
+        self.shape = shape
+        self.padded = kernel.real.shape[1:]
+        self.spectrum = torch.from_numpy(np.array(kernel.spectrum32)).to(device)
+        self.self_term = [float(v) for v in kernel.self_term]  # xx, yy, xy, zz
+
+    def field(self, spins: torch.Tensor) -> torch.Tensor:
+        """h / D of (B, 3, Lx, Ly) spins. On CPU one lattice at a time on one thread: the CPU
+        FFT groups rows (of other lattices, or of a thread's share) into SIMD lanes, so its
+        round-off would depend on the batch and the thread count (and one lattice at a time
+        is faster there, in cache). CUDA transforms the whole batch at once."""
+        if spins.device.type != "cpu":
+            return self._field(spins)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return torch.cat([self._field(one) for one in spins.split(1)])
+        finally:
+            torch.set_num_threads(threads)
+
+    def _field(self, spins: torch.Tensor) -> torch.Tensor:
+        sk = torch.fft.rfft2(spins, s=self.padded)
+        re, im = sk.real, sk.imag  # complex products written out: SIMD and scalar agree
+        gr, gi = self.spectrum.real, self.spectrum.imag
+
+        def apply(a: int, b: int, ca: int, cb: int | None) -> torch.Tensor:
+            """sum over (g_a s_ca + g_b s_cb) in real arithmetic."""
+            hr = gr[a] * re[:, ca] - gi[a] * im[:, ca]
+            hi = gr[a] * im[:, ca] + gi[a] * re[:, ca]
+            if cb is not None:
+                hr = hr + (gr[b] * re[:, cb] - gi[b] * im[:, cb])
+                hi = hi + (gr[b] * im[:, cb] + gi[b] * re[:, cb])
+            return torch.complex(hr, hi)
+
+        hk = torch.stack((apply(0, 2, 0, 1), apply(2, 1, 0, 1), apply(3, 3, 2, None)), dim=1)
+        h = torch.fft.irfft2(hk, s=self.padded)
+        return h[:, :, : self.shape[0], : self.shape[1]]
+
+
+def delta_energy(
+    old: torch.Tensor,
+    new: torch.Tensor,
+    field: torch.Tensor,
+    anisotropy: torch.Tensor,
+    dipolar: torch.Tensor,
+    self_term: Sequence[float],
+) -> torch.Tensor:
+    """E(new) - E(old) of moving each spin alone: (B, 3, M) spins and their full field.
+
+    ``field`` holds exchange + DMI + D * dipolar (self images included); the quadratic
+    self-image and anisotropy terms are added exactly, as in ``montecarlo._delta_energy``.
+    """
+    d = new - old
+    de = -_dot3(d, field)
+    gxx, gyy, gxy, gzz = self_term
+    quad = gxx * d[:, 0] ** 2 + gyy * d[:, 1] ** 2 + 2.0 * gxy * d[:, 0] * d[:, 1]
+    quad = quad + gzz * d[:, 2] ** 2
+    de = de - 0.5 * dipolar * quad
+    return de - anisotropy * (new[:, 2] ** 2 - old[:, 2] ** 2)
+
+
+# --- the batch ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Couplings:
+    exchange: torch.Tensor  # (B, 1) float32
+    dmi: torch.Tensor
+    anisotropy: torch.Tensor
+    dipolar: torch.Tensor
+
+    def take(self, n: int) -> _Couplings:
+        return _Couplings(self.exchange[:n], self.dmi[:n], self.anisotropy[:n], self.dipolar[:n])
+
+    def index(self, rows: torch.Tensor) -> _Couplings:
+        return _Couplings(
+            self.exchange[rows], self.dmi[rows], self.anisotropy[rows], self.dipolar[rows]
+        )
+
+
+class _Lattices:
+    """B lattices on one device: spins (B, 3, Lx, Ly) float32 and what moves them."""
+
+    def __init__(
+        self,
+        hams: Sequence[Hamiltonian],
+        shape: tuple[int, int],
+        seeds: Sequence[int],
+        images: int | None,
+        device: torch.device,
+    ) -> None:
+        lx, ly = shape
+        self.shape, self.device, self.n_sites = shape, device, lx * ly
+        start = np.stack([random_spins(lx, ly, rng_state(int(s))) for s in seeds])
+        self.spins = torch.from_numpy(np.moveaxis(start, -1, 1).astype(np.float32)).to(device)
+
+        def column(values) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
+
+        self.couplings = _Couplings(
+            column([h.exchange for h in hams]),
+            column([h.dmi for h in hams]),
+            column([h.anisotropy for h in hams]),
+            column([h.dipolar for h in hams]),
+        )
+        self.dipolar = _Dipolar(shape, images, device)
+        flat = torch.arange(lx * ly, device=device)
+        parity = ((flat // ly) + (flat % ly)) % 2
+        self.sites = [flat[parity == p] for p in (0, 1)]
+        keys = torch.tensor([stream_keys(int(s)) for s in seeds], dtype=torch.int64)
+        self.stream = _Stream(keys.to(device), self.sites)
+
+    def field(self, spins: torch.Tensor, c: _Couplings, anisotropy: bool) -> torch.Tensor:
+        """-dH/dS of (B, 3, Lx, Ly) spins: exchange, DMI, D * dipolar (and 2 K Sz ez)."""
+        h = local_field(spins, c.exchange, c.dmi)
+        h = h + c.dipolar[:, :, None, None] * self.dipolar.field(spins)
+        if anisotropy:
+            h[:, 2] += 2.0 * c.anisotropy[:, :, None] * spins[:, 2]
+        return h
+
+    def proposals(
+        self, n: int, parity: int, beta: torch.Tensor, cone: torch.Tensor, draw: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Metropolis proposals on sublattice ``parity`` of the first ``n`` lattices, each
+        judged alone against the current state: (old, new, E(new) - E(old), accepted)."""
+        spins = self.spins[:n]
+        c = self.couplings.take(n)
+        field = self.field(spins, c, anisotropy=False)
+        idx = self.sites[parity]
+        old, h = spins.flatten(2)[:, :, idx], field.flatten(2)[:, :, idx]
+        u1 = self.stream.uniform(3 * draw, parity, n)
+        u2 = self.stream.uniform(3 * draw + 1, parity, n)
+        u3 = self.stream.uniform(3 * draw + 2, parity, n)
+        z = 1.0 - 2.0 * u1
+        r = torch.sqrt(torch.clamp(1.0 - z * z, min=0.0))
+        cos, sin = _circle(u2)
+        v = torch.stack((r * cos, r * sin, z), dim=1)
+        new = old + cone[:, :, None] * v
+        norm = torch.sqrt(_dot3(new, new))
+        new = new / torch.clamp(norm, min=1e-30).unsqueeze(1)
+        de = delta_energy(old, new, h, c.anisotropy, c.dipolar, self.dipolar.self_term)
+        uphill = torch.clamp(-beta * de, max=0.0)
+        ok = (de <= 0.0) | (u3 < _exp_nonpositive(uphill))
+        return old, new, de, ok & (norm > 0.0)
+
+    def half_sweep(
+        self, n: int, parity: int, beta: torch.Tensor, cone: torch.Tensor, draw: int
+    ) -> torch.Tensor:
+        """Metropolis on sublattice ``parity`` of the first ``n`` lattices; accepted counts."""
+        old, new, _, ok = self.proposals(n, parity, beta, cone, draw)
+        self.spins[:n].flatten(2)[:, :, self.sites[parity]] = torch.where(ok[:, None], new, old)
+        return ok.sum(dim=1)
+
+    def relax_half_sweep(self, rows: torch.Tensor, parity: int) -> torch.Tensor:
+        """T = 0 half-sweep of lattices ``rows``: turn each spin to its local field when
+        that lowers H; returns each lattice's energy change (float64)."""
+        spins = self.spins[rows]
+        c = self.couplings.index(rows)
+        field = self.field(spins, c, anisotropy=False)
+        flat, flat_field = spins.flatten(2), field.flatten(2)
+        idx = self.sites[parity]
+        old, h = flat[:, :, idx], flat_field[:, :, idx]
+        target = h.clone()
+        target[:, 2] += 2.0 * c.anisotropy * old[:, 2]
+        norm = torch.sqrt(_dot3(target, target))
+        new = target / torch.clamp(norm, min=1e-30).unsqueeze(1)
+        de = delta_energy(old, new, h, c.anisotropy, c.dipolar, self.dipolar.self_term)
+        ok = (de < 0.0) & (norm > 0.0)
+        flat[:, :, idx] = torch.where(ok[:, None, :], new, old)
+        self.spins[rows] = spins
+        return _row_sum(torch.where(ok, de, 0.0))
+
+    def force(self, spins: torch.Tensor, c: _Couplings) -> torch.Tensor:
+        """The torque-carrying force H - (S.H) S of every spin (B, 3, Lx, Ly)."""
+        h = self.field(spins, c, anisotropy=True)
+        return h - _dot3(spins, h).unsqueeze(1) * spins
+
+
+def _max_torque2(force: torch.Tensor) -> torch.Tensor:
+    """max over sites of |f|^2 per lattice, float64."""
+    return _dot3(force, force).flatten(1).amax(dim=1).double()
+
+
+def _descend(lat: _Lattices, rows: torch.Tensor, steps: int) -> torch.Tensor:
+    """Overdamped descent of lattices ``rows`` (``anneal.descend``); steps taken per lattice."""
+    spins = lat.spins[rows]
+    c = lat.couplings.index(rows)
+    taken = torch.full((len(rows),), steps, dtype=torch.int64, device=lat.device)
+    active = torch.ones(len(rows), dtype=torch.bool, device=lat.device)
+    for n in range(steps):
+        f = lat.force(spins, c)
+        done = active & (_max_torque2(f) < DESCENT_TORQUE**2)
+        taken[done] = n
+        active &= ~done
+        if not active.any():
+            break
+        moved = _normalize(spins + DESCENT_STEP * f)
+        spins = torch.where(active[:, None, None, None], moved, spins)
+    lat.spins[rows] = spins
+    return taken
+
+
+def _relax_metropolis(lat: _Lattices, rows: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """Zero-temperature sweeps of lattices ``rows`` until a sweep gains < 1e-10 J per site."""
+    done = torch.zeros(len(rows), dtype=torch.int64, device=lat.device)
+    active = torch.ones(len(rows), dtype=torch.bool, device=lat.device)
+    for _ in range(sweeps):
+        live = rows[active]
+        gain = lat.relax_half_sweep(live, 0) + lat.relax_half_sweep(live, 1)
+        done[active] += 1
+        still = gain <= -1e-10 * lat.n_sites
+        active[active.clone()] = still
+        if not active.any():
+            break
+    return done
+
+
+def _minimize(
+    lat: _Lattices, steps: int, torque: float, dt: float = VP_STEP
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Velocity projection of every lattice (``minimize.minimize``); (steps, max torque)."""
+    spins, c = lat.spins, lat.couplings
+    b = spins.shape[0]
+    velocity = torch.zeros_like(spins)
+    taken = torch.full((b,), steps, dtype=torch.int64, device=lat.device)
+    final = torch.zeros(b, dtype=torch.float64, device=lat.device)
+    active = torch.ones(b, dtype=torch.bool, device=lat.device)
+    for n in range(steps + 1):
+        f = lat.force(spins, c)
+        fmax = _max_torque2(f)
+        done = active & ((fmax < torque * torque) | (n == steps))
+        taken[done], final[done] = n, torch.sqrt(fmax[done])
+        active &= ~done
+        if not active.any():
+            break
+        vf = _row_sum(_dot3(velocity.double(), f.double()))
+        ff = _row_sum(_dot3(f.double(), f.double()))
+        keep = torch.where((vf > 0) & (ff > 0), vf / torch.clamp(ff, min=1e-300), 0.0)
+        v = (keep.float()[:, None, None, None] + dt) * f
+        mask = active[:, None, None, None]
+        velocity = torch.where(mask, v, velocity)
+        spins = torch.where(mask, _normalize(spins + dt * v), spins)
+    lat.spins = spins
+    return taken, final
+
+
+def _adapt(cone: torch.Tensor, rate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``anneal._adapt`` per lattice: widen when too many moves pass, narrow when too few."""
+    return torch.clamp(torch.where(rate > target, cone * 1.05, cone * 0.95), 0.02, 2.0)
+
+
+def _anneal_group(
+    hams: Sequence[Hamiltonian],
+    shape: tuple[int, int],
+    schedules: Sequence[Schedule],
+    seeds: Sequence[int],
+    images: int | None,
+    device: torch.device,
+    progress: Callable[[int], None] | None,
+) -> list[AnnealResult]:
+    """Anneal one batch whose lattices are ordered by decreasing sweeps."""
+    lat = _Lattices(hams, shape, seeds, images, device)
+    b = len(hams)
+    sweeps = [s.sweeps for s in schedules]
+    longest = max(sweeps)
+    temps = np.full((b, longest), np.inf)
+    for i, s in enumerate(schedules):
+        temps[i, : s.sweeps] = s.temperatures()
+    beta_all = torch.from_numpy(1.0 / temps).to(device=device, dtype=torch.float32)
+    cone = torch.tensor([s.cone for s in schedules], dtype=torch.float64, device=device)
+    target = torch.tensor(
+        [s.target_acceptance for s in schedules], dtype=torch.float64, device=device
+    )
+    accepted = torch.zeros(b, dtype=torch.int64, device=device)
+    for step in range(longest):
+        n = sum(1 for s in sweeps if s > step)  # a prefix: the batch is sorted by sweeps
+        beta = beta_all[:n, step : step + 1]
+        c32 = cone[:n, None].float()
+        acc = lat.half_sweep(n, 0, beta, c32, 2 * step)
+        acc = acc + lat.half_sweep(n, 1, beta, c32, 2 * step + 1)
+        accepted[:n] += acc
+        rate = acc.double() / lat.n_sites
+        cone[:n] = _adapt(cone[:n], rate, target[:n])
+        if progress is not None:
+            progress(1)
+    relax_done = torch.zeros(b, dtype=torch.int64, device=device)
+    for method, run in (("metropolis", _relax_metropolis), ("descent", _descend)):
+        rows = [i for i, s in enumerate(schedules) if s.relax == method and s.relax_sweeps]
+        if not rows:
+            continue
+        limit = max(schedules[i].relax_sweeps for i in rows)
+        limit *= DESCENT_STEPS_PER_SWEEP if method == "descent" else 1
+        index = torch.tensor(rows, device=device)
+        relax_done[index] = run(lat, index, limit)
+    lat.spins = _normalize(lat.spins)
+    minimized, torque = _minimize(lat, schedules[0].minimize_steps, schedules[0].minimize_torque)
+    out = _normalize(lat.spins.double()).cpu().numpy()
+    out = np.ascontiguousarray(np.moveaxis(out, 1, -1))
+    acc = accepted.cpu().numpy()
+    return [
+        AnnealResult(
+            out[i],
+            float(acc[i]) / (lat.n_sites * sweeps[i]),
+            int(relax_done[i]),
+            int(minimized[i]),
+            float(torque[i]),
+        )
+        for i in range(b)
+    ]
+
+
+def batch_fits(batch: int, shape: tuple[int, int], device: torch.device) -> int:
+    """The largest batch up to ``batch`` whose working set fits the device's free memory
+    (CUDA), with a quarter kept free; CPU batches are taken as asked."""
+    if device.type != "cuda":
+        return batch
+    free, _ = torch.cuda.mem_get_info(device)
+    per_lattice = BYTES_PER_SITE * shape[0] * shape[1]
+    return max(1, min(batch, int(0.75 * free) // per_lattice))
+
+
+def anneal_batch(
+    hams: Sequence[Hamiltonian],
+    shape: tuple[int, int],
+    schedule: Schedule,
+    seeds: Sequence[int],
+    images: int | None = None,
+    device: str | torch.device = "auto",
+    batch: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[AnnealResult]:
+    """Anneal one texture per (Hamiltonian, seed) on the torch engine; results in input order.
+
+    Parameters
+    ----------
+    hams, seeds
+        Couplings and seed of each texture (same meaning as ``anneal``'s).
+    shape, schedule, images
+        Lattice size, schedule (each texture draws its protocol from its seed when
+        ``schedule.randomize``) and dipolar kernel mode, shared by the whole batch.
+    device
+        ``auto``, ``cpu``, ``cuda`` or a torch device.
+    batch
+        Lattices annealed at once (default: all). Textures are grouped by protocol length so
+        that short protocols do not wait for long ones; the grouping never changes a texture.
+        On CUDA a batch larger than the free memory holds is split, with a warning.
+    progress
+        Called with 1 after every sweep of a group.
+    """
+    lx, ly = shape
+    if min(lx, ly) < MIN_SIZE:
+        raise InputError(f"lattice must be at least {MIN_SIZE}x{MIN_SIZE}, got {lx}x{ly}")
+    if len(hams) != len(seeds):
+        raise InputError(f"{len(hams)} Hamiltonians but {len(seeds)} seeds")
+    if not hams:
+        return []
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    size = len(hams) if batch is None else batch
+    if size < 1:
+        raise InputError(f"batch must be >= 1, got {size}")
+    fits = batch_fits(size, shape, dev)
+    if fits < size:
+        warnings.warn(
+            f"a batch of {size} {lx}x{ly} lattices does not fit the free memory of {dev}; "
+            f"annealing {fits} at a time",
+            stacklevel=2,
+        )
+        size = fits
+    schedules = [schedule.draw(int(s)) for s in seeds]
+    order = sorted(range(len(hams)), key=lambda i: -schedules[i].sweeps)
+    results: list[AnnealResult | None] = [None] * len(hams)
+    for start in range(0, len(order), size):
+        group = order[start : start + size]
+        try:
+            done = _anneal_group(
+                [hams[i] for i in group],
+                shape,
+                [schedules[i] for i in group],
+                [int(seeds[i]) for i in group],
+                images,
+                dev,
+                progress,
+            )
+        except torch.OutOfMemoryError:
+            raise InputError(
+                f"a batch of {len(group)} {lx}x{ly} lattices does not fit the memory of {dev}; "
+                "lower dataset.batch"
+            ) from None
+        for i, result in zip(group, done, strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]

@@ -1,0 +1,237 @@
+"""The two annealing engines side by side, and whether a model trained on one reads the other.
+
+1. **Side by side.** Parameter sets across the phases (in plane, just above the
+   reorientation, stripes of both chiralities) annealed by the numba and the torch engine
+   with the same seeds and the configured schedule: Sz maps in two rows (engines.png) and per
+   set each engine's energy per spin, mean |Sz|, domain period and Neel chirality
+   (engines.json).
+2. **Interchangeable datasets** (``--store``, ``--splits``, ``--model``). The test-split
+   textures of a finished store are annealed again by the other engine (same couplings,
+   seeds and protocol), both copies are estimated at Ts = 0 by a trained predictor (a run's
+   ``model.pt``), and the MAE on the other engine's copy is divided by the MAE on the
+   store's own: target <= 1.2 for lambda, K and D, both ways (a numba-trained model on torch
+   textures with the default profile's store; a torch-trained one on numba textures with the
+   gpu profile's). Writes transfer.json.
+
+Last line: key=value.
+
+    python validation/engines.py [--params params.yaml] [--size 64] [--out DIR]
+    python validation/engines.py --store artifacts/textures.zarr --splits artifacts/splits.json \\
+        --model artifacts/models/resnet18-noisy/model.pt [--limit 160]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from spinfer.config import load_params
+from spinfer.data.generate import store_engine
+from spinfer.data.split import load_splits
+from spinfer.data.store import open_store, store_meta
+from spinfer.data.targets import TARGET_NAMES
+from spinfer.physics.anneal import Schedule, anneal
+from spinfer.physics.dipolar import dipolar_kernel
+from spinfer.physics.energy import Hamiltonian, energy_terms
+from spinfer.physics.observables import domain_period, mean_abs_sz, neel_chirality
+from spinfer.physics.torch_engine import anneal_batch
+from spinfer.train.predictor import load_predictor
+
+ENGINES = ("numba", "torch")
+#: (lambda / D, K / Kshape, D) of the side-by-side row
+SETS = [
+    (0.0, 0.5, 0.09),
+    (1.5, 0.95, 0.09),
+    (2.4, 1.1, 0.12),
+    (-2.4, 1.1, 0.12),
+    (0.9, 1.15, 0.07),
+]
+
+
+def _numba(task: tuple[tuple[float, float, float], dict, int, int, int | None]) -> np.ndarray:
+    (lam, k, d), schedule, seed, size, images = task
+    ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
+    return anneal(ham, (size, size), Schedule(**schedule), seed, images).spins
+
+
+def anneal_with(
+    engine: str,
+    couplings: np.ndarray,
+    seeds: list[int],
+    schedule: Schedule,
+    size: int,
+    images: int | None = None,
+    workers: int = 2,
+) -> np.ndarray:
+    """(N, L, L, 3) textures of ``couplings`` annealed by ``engine`` (numba on ``workers``
+    processes, torch in batches on CUDA when present)."""
+    if engine == "torch":
+        hams = [
+            Hamiltonian(dmi=float(a), anisotropy=float(b), dipolar=float(c))
+            for a, b, c in couplings
+        ]
+        results = anneal_batch(hams, (size, size), schedule, seeds, images, "auto", batch=512)
+        return np.stack([r.spins for r in results])
+    tasks = [
+        (tuple(c), dataclasses.asdict(schedule), s, size, images)
+        for c, s in zip(couplings, seeds, strict=True)
+    ]
+    with ProcessPoolExecutor(workers) as pool:
+        return np.stack(list(pool.map(_numba, tasks)))
+
+
+def observe(spins: np.ndarray, couplings) -> dict[str, float]:
+    lam, k, d = couplings
+    ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
+    n = spins.shape[0] * spins.shape[1]
+    return {
+        "energy_per_spin": energy_terms(spins, ham).total / n,
+        "mean_abs_sz": mean_abs_sz(spins),
+        "period": domain_period(spins),
+        "neel_chirality": neel_chirality(spins),
+    }
+
+
+def side_by_side(schedule: Schedule, size: int, out: Path, workers: int) -> dict:
+    """Both engines on SETS, same seeds: figure and per-set observables."""
+    kshape = dipolar_kernel(size, size).kshape()
+    couplings = np.array([[lam * d, kk * kshape * d, d] for lam, kk, d in SETS])
+    seeds = [100 + i for i in range(len(SETS))]
+    textures = {
+        e: anneal_with(e, couplings, seeds, schedule, size, workers=workers) for e in ENGINES
+    }
+    rows = []
+    for i, c in enumerate(couplings):
+        rows.append(
+            {
+                "lambda_over_D": SETS[i][0],
+                "K_over_Kshape": SETS[i][1],
+                "D": SETS[i][2],
+                **{e: observe(textures[e][i], c) for e in ENGINES},
+            }
+        )
+    fig, axes = plt.subplots(2, len(SETS), figsize=(2.2 * len(SETS), 5.6))
+    for r, engine in enumerate(ENGINES):
+        for i, row in enumerate(rows):
+            ax = axes[r, i]
+            ax.imshow(textures[engine][i][..., 2].T, origin="lower", cmap="RdBu", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            o = row[engine]
+            ax.set_title(
+                f"{engine}: E {o['energy_per_spin']:.3f}\n|Sz| {o['mean_abs_sz']:.2f} "
+                f"chi {o['neel_chirality']:+.2f}",
+                fontsize=7,
+            )
+            if r == 1:
+                ax.set_xlabel(
+                    f"lam/D {row['lambda_over_D']:+.1f}, K/Ks {row['K_over_Kshape']}", fontsize=7
+                )
+    fig.suptitle(f"numba (top) and torch (bottom) engines, {size}x{size}, same seeds", fontsize=9)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "engines.png", dpi=110)
+    plt.close(fig)
+    worst = max(
+        abs(r["torch"]["energy_per_spin"] / r["numba"]["energy_per_spin"] - 1) for r in rows
+    )
+    return {"size": size, "sets": rows, "max_energy_rel_diff": worst}
+
+
+def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers: int) -> dict:
+    """MAE of ``model`` on the store's test textures and on the other engine's copy of them."""
+    group = open_store(store)
+    meta = store_meta(group)
+    own = store_engine(meta)
+    other = "numba" if own == "torch" else "torch"
+    test = sorted(load_splits(splits)["test"])[:limit]
+    couplings = np.asarray(group["params"][:])[test]
+    seeds = [int(s) for s in np.asarray(group["seed"][:])[test]]
+    schedule = Schedule(**meta["schedule"])
+    images = meta["physics"].get("dipolar_images")
+    start = time.perf_counter()
+    copies = anneal_with(other, couplings, seeds, schedule, meta["size"], images, workers)
+    seconds = time.perf_counter() - start
+    predictor = load_predictor(model)
+    truth = predictor.scaler.normalize(couplings)
+    result = {
+        "store_engine": own,
+        "other_engine": other,
+        "textures": len(test),
+        "seconds": seconds,
+    }
+    for name, spins in ((own, np.asarray(group["spins"].oindex[test])), (other, copies)):
+        x = torch.from_numpy(np.ascontiguousarray(spins.transpose(0, 3, 1, 2))).float()
+        mu = np.concatenate([predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)])
+        for j, t in enumerate(TARGET_NAMES):
+            result[f"mae_{t}_{name}"] = float(np.abs(mu[:, j] - truth[:, j]).mean())
+    for t in TARGET_NAMES:
+        result[f"ratio_{t}"] = result[f"mae_{t}_{other}"] / result[f"mae_{t}_{own}"]
+    result["met"] = all(result[f"ratio_{t}"] <= 1.2 for t in TARGET_NAMES)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", action="append", default=[], help="section.key=value")
+    parser.add_argument("--size", type=int, default=64, help="side-by-side lattice size")
+    parser.add_argument("--out", default="artifacts/validation/engines")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--store", type=Path, help="a finished texture store: run the transfer check"
+    )
+    parser.add_argument("--splits", type=Path, default=Path("artifacts/splits.json"))
+    parser.add_argument("--model", type=Path, help="a run's model.pt")
+    parser.add_argument("--limit", type=int, default=None, help="first N test textures only")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = load_params(args.params, args.set)
+    keys = {}
+    if args.store is None:
+        doc = side_by_side(params.schedule, args.size, out, args.workers)
+        (out / "engines.json").write_text(json.dumps(doc, indent=2) + "\n")
+        for row in doc["sets"]:
+            where = f"lam/D {row['lambda_over_D']:+.1f} K/Kshape {row['K_over_Kshape']:.2f}"
+            print(
+                f"{where} D {row['D']}: "
+                + "; ".join(
+                    f"{e} E {row[e]['energy_per_spin']:.4f} |Sz| {row[e]['mean_abs_sz']:.2f} "
+                    f"period {row[e]['period']:.1f} chi {row[e]['neel_chirality']:+.2f}"
+                    for e in ENGINES
+                )
+            )
+        keys = {
+            "max_energy_rel_diff": f"{doc['max_energy_rel_diff']:.4f}",
+            "figure": out / "engines.png",
+        }
+    else:
+        if args.model is None:
+            parser.error("--store needs --model (a run's model.pt)")
+        doc = transfer(args.store, args.splits, args.model, args.limit, args.workers)
+        (out / "transfer.json").write_text(json.dumps(doc, indent=2) + "\n")
+        for t in TARGET_NAMES:
+            print(
+                f"{t}: MAE {doc[f'mae_{t}_' + doc['store_engine']]:.4f} on {doc['store_engine']} "
+                f"textures, {doc[f'mae_{t}_' + doc['other_engine']]:.4f} on {doc['other_engine']} "
+                f"copies: ratio {doc[f'ratio_{t}']:.2f} (target <= 1.2)"
+            )
+        keys = {f"ratio_{t}": f"{doc[f'ratio_{t}']:.3f}" for t in TARGET_NAMES}
+        keys |= {"met": doc["met"], "textures": doc["textures"]}
+    print(" ".join(f"{k}={v}" for k, v in keys.items()))
+
+
+if __name__ == "__main__":
+    main()
