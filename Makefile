@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-full lint format bench validate clean
+.PHONY: help setup run test test-full lint format bench validate clean gpu gpu-wheels
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,34 @@ validate: setup ## physics validation: figures, bias check, relaxation vs Spirit
 	@if [ -d artifacts/noisy.zarr ]; then $(BIN)/python validation/torque_balance.py \
 		&& $(BIN)/python validation/descriptor_probe.py; \
 	else echo "validate: no dataset, torque_balance and descriptor_probe skipped (make run first)"; fi
+
+# --- one GPU host -----------------------------------------------------------------------
+# A bare GPU host has Python with torch, timm and numba; the rest comes as wheels, fetched
+# once where PyPI is reachable (`make gpu-wheels`) and installed offline (`make gpu`).
+WHEELS ?= wheels
+GPU_PYTHON ?= python3
+GPU_VENV := .venv-gpu
+HOST_PROVIDED := torch torchvision timm numba numpy
+GPU_REQUIREMENTS = $(shell $(GPU_PYTHON) -c "import tomllib, re; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print(' '.join(\"'\" + d + \"'\" for d in deps if re.split('[<>=!~\\[ ]', d)[0] not in '$(HOST_PROVIDED)'.split()))")
+
+GPU_PY_VERSION ?= 3.12
+
+gpu-wheels: ## fetch the wheels a bare GPU host lacks into $(WHEELS)/ (its Python: GPU_PY_VERSION)
+	$(GPU_PYTHON) -m pip download --dest $(WHEELS) --only-binary=:all: \
+		--python-version $(GPU_PY_VERSION) setuptools wheel $(GPU_REQUIREMENTS)
+
+gpu: ## the whole pipeline at profile gpu on one GPU host, offline: make gpu WHEELS=dir
+	@test -d $(WHEELS) || { echo "error: no wheel folder $(WHEELS) (make gpu-wheels on a host with PyPI)" >&2; exit 1; }
+	@test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --find-links $(WHEELS) \
+		setuptools wheel $(GPU_REQUIREMENTS)
+	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+	$(GPU_VENV)/bin/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: torch sees no CUDA device')"
+	$(GPU_VENV)/bin/dvc config --local core.check_update false
+	$(GPU_VENV)/bin/dvc pull -q data.dvc
+	sed -i 's/^profile: .*/profile: gpu/' params.yaml   # `git checkout params.yaml` restores it
+	PATH=$(CURDIR)/$(GPU_VENV)/bin:$$PATH $(GPU_VENV)/bin/dvc repro
+	@echo "done: profile gpu; results in artifacts/ and mlruns/"
 
 clean: ## remove build caches (keeps .venv and artifacts)
 	rm -rf .cache .pytest_cache .ruff_cache
