@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ def ref_files(tmp_path_factory) -> tuple[Path, dict]:
 def test_energy_json_contract(ref_files, suffix):
     tmp, case = ref_files
     proc = run(
+        "physics",
         "energy",
         str(tmp / f"random_1{suffix}"),
         "--lam",
@@ -84,16 +86,24 @@ def test_energy_bad_inputs(tmp_path, ref_files):
     np.save(tmp_path / "nan.npy", np.full((8, 8, 3), np.nan))
     np.savez(tmp_path / "two.npz", a=np.zeros((8, 8, 3)), b=np.zeros((8, 8, 3)))
     args = ["--lam", "0.1", "--K", "0.2", "--D", "0.1"]
-    _one_error_line(run("energy", str(tmp_path / "missing.npy"), *args), 1, "no such file")
-    _one_error_line(run("energy", str(tmp_path / "text.npy"), *args), 1, "not a NumPy")
-    _one_error_line(run("energy", str(tmp_path / "wrong.npy"), *args), 1, "shape")
-    _one_error_line(run("energy", str(tmp_path / "small.npy"), *args), 1, "4x4")
-    _one_error_line(run("energy", str(tmp_path / "nan.npy"), *args), 1, "NaN")
-    _one_error_line(run("energy", str(tmp_path / "two.npz"), *args), 1, "spins")
-    _one_error_line(run("energy", good, "--lam", "nan", "--K", "0.2", "--D", "0.1"), 1, "finite")
-    _one_error_line(run("energy", good, "--lam", "0.1", "--K", "0.2", "--D", "-1"), 1, "dipolar")
-    _one_error_line(run("energy", good, "--lam", "abc", "--K", "0.2", "--D", "0.1"), 2, "--lam")
-    _one_error_line(run("energy", good, *args, "--images", "-1"), 1, "images")
+    _one_error_line(
+        run("physics", "energy", str(tmp_path / "missing.npy"), *args), 1, "no such file"
+    )
+    _one_error_line(run("physics", "energy", str(tmp_path / "text.npy"), *args), 1, "not a NumPy")
+    _one_error_line(run("physics", "energy", str(tmp_path / "wrong.npy"), *args), 1, "shape")
+    _one_error_line(run("physics", "energy", str(tmp_path / "small.npy"), *args), 1, "4x4")
+    _one_error_line(run("physics", "energy", str(tmp_path / "nan.npy"), *args), 1, "NaN")
+    _one_error_line(run("physics", "energy", str(tmp_path / "two.npz"), *args), 1, "spins")
+    _one_error_line(
+        run("physics", "energy", good, "--lam", "nan", "--K", "0.2", "--D", "0.1"), 1, "finite"
+    )
+    _one_error_line(
+        run("physics", "energy", good, "--lam", "0.1", "--K", "0.2", "--D", "-1"), 1, "dipolar"
+    )
+    _one_error_line(
+        run("physics", "energy", good, "--lam", "abc", "--K", "0.2", "--D", "0.1"), 2, "--lam"
+    )
+    _one_error_line(run("physics", "energy", good, *args, "--images", "-1"), 1, "images")
 
 
 def test_simulate_then_show_then_energy(tmp_path):
@@ -108,17 +118,20 @@ def test_simulate_then_show_then_energy(tmp_path):
     assert a.shape == (16, 16, 3) and a.tobytes() == b.tobytes()
     meta = json.loads(str(np.load(out)["meta"]))
     assert meta["seed"] == 3 and meta["schedule"]["sweeps"] == 60
-    shown = run("show", str(out))
+    shown = run("physics", "show", str(out))
     assert shown.returncode == 0, shown.stderr
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    energy = run("energy", str(out), "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--json")
+    energy = run(
+        "physics", "energy", str(out), "--lam", "0.2", "--K", "0.8", "--D", "0.1", "--json"
+    )
     assert json.loads(energy.stdout)["total"] == pytest.approx(meta["energy"]["total"])
 
 
 def test_simulate_png_and_bad_arguments(tmp_path):
     png = tmp_path / "t.png"
     ok = run(
+        "physics",
         "simulate",
         "--lam",
         "0",
@@ -143,7 +156,7 @@ def test_simulate_png_and_bad_arguments(tmp_path):
 
 def test_unknown_command_and_missing_option_exit_2():
     _one_error_line(run("nope"), 2, "nope")
-    _one_error_line(run("energy", "x.npy", "--lam", "0"), 2, "--K")
+    _one_error_line(run("physics", "energy", "x.npy", "--lam", "0"), 2, "--K")
 
 
 def test_version_and_bare_command():
@@ -156,7 +169,7 @@ def test_version_and_bare_command():
 
 
 def test_kshape_command():
-    proc = run("kshape", "--size", "16")
+    proc = run("physics", "kshape", "--size", "16")
     assert proc.returncode == 0
     assert float(proc.stdout) == pytest.approx(6.7752, abs=1e-3)
 
@@ -166,13 +179,13 @@ def test_verify_ok_then_one_line_error_for_a_flipped_byte(tmp_path, tiny_data):
 
     store = tmp_path / "textures.zarr"
     shutil.copytree(tiny_data["textures"], store)
-    ok = run("verify", str(store))
+    ok = run("data", "verify", str(store))
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
     victim = next(p for p in (store / "spins" / "c").rglob("*") if p.is_file())
     data = bytearray(victim.read_bytes())
     data[len(data) // 3] ^= 0x20
     victim.write_bytes(bytes(data))
-    bad = run("verify", str(store))
+    bad = run("data", "verify", str(store))
     assert bad.returncode == 1
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "checksum mismatch" in last
@@ -182,20 +195,37 @@ def test_verify_ok_then_one_line_error_for_a_flipped_byte(tmp_path, tiny_data):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["verify", "/no/such/store.zarr"], "no Zarr store"),
-        (["generate", "--set", "dataset.sets=0"], "dataset.sets"),
-        (["generate", "--set", "ranges.dipolar=[0.2, 0.1]"], "inverted range"),
-        (["generate", "--set", "profile=nope"], "unknown profile"),
-        (["generate", "--scheduler", "nonsense"], "--scheduler"),
-        (["split", "--textures", "/no/such.zarr"], "no Zarr store"),
-        (["noise", "--textures", "/no/such.zarr"], "no Zarr store"),
-        (["report", "--textures", "/no/such.zarr"], "no Zarr store"),
+        (["data", "verify", "/no/such/store.zarr"], "no Zarr store"),
+        (["data", "generate", "--set", "dataset.sets=0"], "dataset.sets"),
+        (["data", "generate", "--set", "ranges.dipolar=[0.2, 0.1]"], "inverted range"),
+        (["data", "generate", "--set", "profile=nope"], "unknown profile"),
+        (["data", "generate", "--scheduler", "nonsense"], "--scheduler"),
+        (["data", "split", "--textures", "/no/such.zarr"], "no Zarr store"),
+        (["data", "noise", "--textures", "/no/such.zarr"], "no Zarr store"),
+        (["data", "report", "--textures", "/no/such.zarr"], "no Zarr store"),
     ],
 )
 def test_dataset_commands_fail_with_one_line(args, needle, tmp_path):
     result = (
-        run(*args, "--params", str(ROOT / "params.yaml")) if args[0] != "verify" else run(*args)
+        run(*args, "--params", str(ROOT / "params.yaml")) if args[1] != "verify" else run(*args)
     )
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("error:") and needle in result.stderr
+
+
+def test_commands_live_in_part_groups_and_the_flat_names_stay_as_hidden_aliases():
+    from spinfer.cli import ALIASES, app
+
+    def listed(*args: str) -> set[str]:
+        """Command names in a help screen's command table."""
+        return set(re.findall(r"^│ ([a-z]+) ", run(*args, "--help").stdout, re.MULTILINE))
+
+    top = listed()
+    assert {"physics", "data", "train", "registry", "spleem", "doctor", "predict"} <= top
+    assert not top & set(ALIASES)  # the flat names are hidden
+    for name, function in ALIASES.items():
+        assert name in listed(function.__module__.rsplit(".", 1)[-1]), name
+    commands = {c.name: c.callback for c in app.registered_commands}
+    assert all(commands[name] is function for name, function in ALIASES.items())
+    assert run("kshape", "--size", "16").stdout == run("physics", "kshape", "--size", "16").stdout

@@ -139,7 +139,7 @@ def test_killed_study_resumes_and_its_orphan_is_marked_failed(tmp_path, tiny_dat
     params_path = _project(tmp_path, tiny_data, ["tune.epochs=400"])
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(
-        _cli("tune", "--params", str(params_path), "--study", "k", "--trials", "3"),
+        _cli("train", "tune", "--params", str(params_path), "--study", "k", "--trials", "3"),
         start_new_session=True, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 300
@@ -172,7 +172,7 @@ def test_killed_study_resumes_and_its_orphan_is_marked_failed(tmp_path, tiny_dat
 def test_two_processes_share_one_study(tmp_path, tiny_data):
     params_path = _project(tmp_path, tiny_data)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = _cli("tune", "--params", str(params_path), "--study", "pair", "--trials", "2")
+    cmd = _cli("train", "tune", "--params", str(params_path), "--study", "pair", "--trials", "2")
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=600)
@@ -196,7 +196,7 @@ def test_two_processes_share_one_study(tmp_path, tiny_data):
 def test_bad_tune_input_is_one_line(tmp_path, tiny_data, args, code, needle):
     params_path = _project(tmp_path, tiny_data)
     proc = subprocess.run(
-        _cli("tune", "--params", str(params_path), "--study", "bad", *args),
+        _cli("train", "tune", "--params", str(params_path), "--study", "bad", *args),
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == code, proc.stderr

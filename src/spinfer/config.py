@@ -238,7 +238,7 @@ class ExternalParams:
 
 @dataclass(frozen=True)
 class TuneParams:
-    """Optuna studies (``spinfer tune``): search space, budget per trial, storage.
+    """Optuna studies (``spinfer train tune``): search space, budget per trial, storage.
 
     ``storage``: ``sqlite:///PATH`` (relative paths resolve against params.yaml's folder) or
     ``journal:PATH`` (an Optuna journal file). ``models`` may name any timm model besides

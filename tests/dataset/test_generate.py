@@ -139,7 +139,7 @@ def _cli(*args: str) -> list[str]:
 def _generate_cmd(out: Path, workers: int) -> list[str]:
     sets = [x for s in ("profile=tiny", *KILL_SETTINGS) for x in ("--set", s)]
     return _cli(
-        "generate", "--params", str(ROOT / "params.yaml"), *sets,
+        "data", "generate", "--params", str(ROOT / "params.yaml"), *sets,
         "--out", str(out), "--workers", str(workers),
     )  # fmt: skip
 
@@ -200,7 +200,7 @@ def test_a_failing_task_leaves_no_complete_store(tmp_path):
 
 
 UNREACHABLE = (
-    "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
+    "data", "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
     "--scheduler", "tcp://127.0.0.1:9",
 )  # fmt: skip
 
@@ -281,7 +281,7 @@ def test_torch_engine_on_cuda_without_cuda_is_one_line_error_and_no_store(tmp_pa
         pytest.skip("this host has CUDA")
     out = tmp_path / "t.zarr"
     cmd = _cli(
-        "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
+        "data", "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
         "--set", "dataset.engine=torch", "--set", "dataset.device=cuda", "--out", str(out),
     )  # fmt: skip
     run = subprocess.run(

@@ -206,7 +206,7 @@ def test_no_champion_and_no_challenger_are_one_line_errors(tmp_path, tiny_data):
     params = load_params(params_path, ["tracking.registered_model=empty"])
     with pytest.raises(InputError, match="no version with the alias 'challenger'"):
         promote(params, tmp_path)
-    run = _cli("promote", "--params", str(params_path), "--set",
+    run = _cli("registry", "promote", "--params", str(params_path), "--set",
                "tracking.registered_model=empty")  # fmt: skip
     assert run.returncode == 1 and run.stderr.startswith("error:")
     np.save(tmp_path / "one.npy", np.dstack([np.zeros((16, 16, 2)), np.ones((16, 16))]))

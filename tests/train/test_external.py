@@ -92,7 +92,7 @@ def test_metrics_are_zero_for_the_truth_and_one_for_the_range_centre(tmp_path):
 
 def test_external_cli_errors_are_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    args = ("external", "--params", str(tmp_path / "params.yaml"))
+    args = ("train", "external", "--params", str(tmp_path / "params.yaml"))
     _one_error_line(run(*args, "--model", "cnn", "--data", "noisy"), 1, "no evaluated predictor")
     off = run(*args, "--model", "cnn", "--data", "noisy", "--set", "external.data=null")
     _one_error_line(off, 1, "external.data is null")

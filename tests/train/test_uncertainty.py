@@ -286,8 +286,8 @@ def test_lambda_reversal_needs_a_symmetric_range():
 
 def test_ablation_needs_three_seeds(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "spinfer.cli", "ablate", "--params", str(ROOT / "params.yaml"),
-         "--seeds", "2"],
+        [sys.executable, "-m", "spinfer.cli", "train", "ablate",
+         "--params", str(ROOT / "params.yaml"), "--seeds", "2"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1 and "at least 3 seeds" in proc.stderr

@@ -37,13 +37,13 @@ def store_flipped_byte(lab: Lab) -> Outcome:
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    proc = lab.cli("verify", str(copy))
+    proc = lab.cli("data", "verify", str(copy))
     name = str(shard.relative_to(copy))
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     last = lines[-1] if lines else ""  # further problems are listed above the error line
     ok = proc.returncode == 1 and last.startswith("error:") and name in last
     seen = f"exit {proc.returncode}: {last}"[:160]
-    intact = lab.cli("verify", str(paths["textures"])).returncode == 0
+    intact = lab.cli("data", "verify", str(paths["textures"])).returncode == 0
     return Outcome(
         "flipped byte in a shard",
         f"verify names {name}, exit 1",
@@ -55,14 +55,14 @@ def store_flipped_byte(lab: Lab) -> Outcome:
 
 def store_missing_or_truncated(lab: Lab) -> Outcome:
     paths = lab.data()
-    missing = lab.cli("verify", str(lab.root / "nowhere.zarr"))
+    missing = lab.cli("data", "verify", str(lab.root / "nowhere.zarr"))
     ok1, seen1 = one_line_error(missing, "nowhere.zarr")
     copy = lab.root / "truncated.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(paths["textures"], copy)
     shard = sorted(p for p in (copy / "spins" / "c").rglob("*") if p.is_file())[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
-    truncated = lab.cli("verify", str(copy))
+    truncated = lab.cli("data", "verify", str(copy))
     name = str(shard.relative_to(copy))
     ok2 = truncated.returncode == 1 and name in truncated.stderr
     return Outcome(
@@ -79,6 +79,7 @@ SLOW_GEN = ("--set", "schedule.sweeps=1500", "--set", "physics.size=48")
 
 def _generate_args(lab: Lab, out: Path, workers: int) -> list[str]:
     return [
+        "data",
         "generate",
         "--params",
         str(lab.params_path),
@@ -421,7 +422,7 @@ def config_errors(lab: Lab) -> Outcome:
     bad = []
     for extra, needle in cases:
         ok, seen = one_line_error(
-            lab.cli("generate", "--params", str(lab.params_path), *extra), needle
+            lab.cli("data", "generate", "--params", str(lab.params_path), *extra), needle
         )
         if not ok:
             bad.append(seen)
@@ -440,9 +441,10 @@ def no_network(lab: Lab) -> Outcome:
     lab.data()
     commands = [
         ["spinfer", "--help"],
-        ["spinfer", "verify", str(lab.art / "textures.zarr")],
+        ["spinfer", "data", "verify", str(lab.art / "textures.zarr")],
         [
             "spinfer",
+            "data",
             "report",
             "--params",
             str(lab.params_path),
@@ -587,6 +589,7 @@ def study_two_workers(lab: Lab) -> Outcome:
         sys.executable,
         "-m",
         "spinfer.cli",
+        "train",
         "tune",
         "--params",
         str(lab.params_path),
@@ -631,7 +634,7 @@ def study_worker_killed(lab: Lab) -> Outcome:
 
     lab.data()
     small = list(SMALL_STUDY)
-    cmd = ["tune", "--params", str(lab.params_path), "--study", "doctor", *small]
+    cmd = ["train", "tune", "--params", str(lab.params_path), "--study", "doctor", *small]
     proc = lab.spawn(
         [sys.executable, "-m", "spinfer.cli", *cmd, "--trials", "3", "--set", "tune.epochs=400"]
     )
