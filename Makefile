@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-full lint format bench validate clean gpu gpu-wheels
+.PHONY: help setup run test test-full lint format bench validate clean gpu gpu-wheels gpu-check
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ GPU_PY_VERSION ?= 3.12
 gpu-wheels: ## fetch the wheels a bare GPU host lacks into $(WHEELS)/ (its Python: GPU_PY_VERSION)
 	$(GPU_PYTHON) -m pip download --dest $(WHEELS) --only-binary=:all: \
 		--python-version $(GPU_PY_VERSION) setuptools wheel $(GPU_REQUIREMENTS)
+
+gpu-check: ## on a GPU host (after make gpu's install): torch engine speed, determinism, agreement
+	$(GPU_VENV)/bin/python benchmarks/mc_speed.py
+	$(GPU_VENV)/bin/python validation/gpu_engine_check.py
 
 gpu: ## the whole pipeline at profile gpu on one GPU host, offline: make gpu WHEELS=dir
 	@test -d $(WHEELS) || { echo "error: no wheel folder $(WHEELS) (make gpu-wheels on a host with PyPI)" >&2; exit 1; }
