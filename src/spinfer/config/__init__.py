@@ -1,0 +1,55 @@
+"""One typed configuration, loaded from ``params.yaml`` and validated on load.
+
+Layout of ``params.yaml``::
+
+    profile: default          # which overlay to apply (default = none)
+    base: {...}               # one section per concern, the values ``make run`` uses
+    physics: {...}
+    schedule: {...}
+    ranges: {...}
+    preview: {...}
+    dataset: {...}            # generation size, split, storage, Dask
+    noise: {...}
+    profiles:                 # named overlays; only the keys they change
+      tiny: {physics: {size: 16}, ...}
+      paper: {...}
+
+Selecting a profile is one line (``profile: paper``, or ``dvc exp run -S profile=paper``);
+any value can be overridden in its section, in the profile, or with ``--set
+section.key=value`` on the command line (applied last; ``--set profile=NAME`` picks a
+profile). Unknown keys and wrong types are
+rejected by name.
+"""
+
+from spinfer.config.loading import load_params, params_from_dict, to_dict
+from spinfer.config.sections import (
+    ENGINE_DEVICES,
+    ENGINES,
+    HEADS,
+    KSHAPE_NAMES,
+    LR_SCHEDULES,
+    MODEL_NAMES,
+    SECTIONS,
+    STORAGE_DTYPES,
+    TRAINING_DATA,
+    BaseParams,
+    DatasetParams,
+    ExternalParams,
+    NoiseParams,
+    Params,
+    PhysicsParams,
+    PreviewParams,
+    RangeParams,
+    SpleemParams,
+    TrackingParams,
+    TrainParams,
+    TuneParams,
+)
+
+__all__ = [
+    "ENGINES", "ENGINE_DEVICES", "HEADS", "KSHAPE_NAMES", "LR_SCHEDULES", "MODEL_NAMES",
+    "SECTIONS", "STORAGE_DTYPES", "TRAINING_DATA", "BaseParams", "DatasetParams",
+    "ExternalParams", "NoiseParams", "Params", "PhysicsParams", "PreviewParams", "RangeParams",
+    "SpleemParams", "TrackingParams", "TrainParams", "TuneParams", "load_params",
+    "params_from_dict", "to_dict",
+]  # fmt: skip
