@@ -10,18 +10,19 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-full lint format bench validate clean gpu gpu-wheels gpu-check
+.PHONY: help setup run test test-full lint format bench validate clean lock gpu gpu-wheels gpu-check
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install spinfer with pinned dependencies
+setup: $(STAMP) ## create .venv and install spinfer with the exact versions of requirements.lock
 	@$(BIN)/dvc config --local core.check_update false >/dev/null 2>&1 || true
 
 run: setup ## run the main job (dvc repro) on the small default profile
@@ -62,19 +63,26 @@ validate: setup ## physics validation: figures, bias check, relaxation vs Spirit
 	else echo "validate: no dataset, torque_balance and descriptor_probe skipped (make run first)"; fi
 
 # --- one GPU host -----------------------------------------------------------------------
-# A bare GPU host has Python with torch, timm and numba; the rest comes as wheels, fetched
-# once where PyPI is reachable (`make gpu-wheels`) and installed offline (`make gpu`).
+# A bare GPU host has Python with torch, timm and numba; the rest comes as wheels of the
+# versions in requirements.lock, fetched once where PyPI is reachable (`make gpu-wheels`)
+# and installed offline (`make gpu`) into a venv that sees the host's torch stack.
 WHEELS ?= wheels
 GPU_PYTHON ?= python3
-GPU_VENV := .venv-gpu
-HOST_PROVIDED := torch torchvision timm numba numpy
-GPU_REQUIREMENTS = $(shell $(GPU_PYTHON) -c "import tomllib, re; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print(' '.join(\"'\" + d + \"'\" for d in deps if re.split('[<>=!~\\[ ]', d)[0] not in '$(HOST_PROVIDED)'.split()))")
-
 GPU_PY_VERSION ?= 3.12
+GPU_VENV := .venv-gpu
+# the host's torch stack, and what only the tests and notebooks use
+NOT_FOR_GPU := torch|torchvision|timm|numba|llvmlite|numpy|nvidia-.*|cuda-.*|triton|spirit|pytest.*|hypothesis|ruff|nbclient|nbformat|ipykernel|ipython.*|jupyter.*|debugpy|pyzmq|tornado
+GPU_PINS = $(shell grep -v '^\#' requirements.lock | grep -viE '^($(NOT_FOR_GPU))==')
 
 gpu-wheels: ## fetch the wheels a bare GPU host lacks into $(WHEELS)/ (its Python: GPU_PY_VERSION)
-	$(GPU_PYTHON) -m pip download --dest $(WHEELS) --only-binary=:all: \
-		--python-version $(GPU_PY_VERSION) setuptools wheel $(GPU_REQUIREMENTS)
+	mkdir -p $(WHEELS)
+	@for req in setuptools wheel $(GPU_PINS); do \
+		$(GPU_PYTHON) -m pip download --quiet --no-deps --dest $(WHEELS) --only-binary=:all: \
+			--python-version $(GPU_PY_VERSION) $$req 2>/dev/null \
+		|| $(GPU_PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(WHEELS) $$req \
+		|| { echo "error: no wheel for $$req" >&2; exit 1; }; \
+	done
+	@du -sh $(WHEELS)
 
 gpu-check: ## on a GPU host (after make gpu's install): torch engine speed, determinism, agreement
 	$(GPU_VENV)/bin/python benchmarks/mc_speed.py
@@ -83,8 +91,7 @@ gpu-check: ## on a GPU host (after make gpu's install): torch engine speed, dete
 gpu: ## the whole pipeline at profile gpu on one GPU host, offline: make gpu WHEELS=dir
 	@test -d $(WHEELS) || { echo "error: no wheel folder $(WHEELS) (make gpu-wheels on a host with PyPI)" >&2; exit 1; }
 	@test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
-	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --find-links $(WHEELS) \
-		setuptools wheel $(GPU_REQUIREMENTS)
+	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --no-deps $(WHEELS)/*.whl
 	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
 	$(GPU_VENV)/bin/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: torch sees no CUDA device')"
 	$(GPU_VENV)/bin/dvc config --local core.check_update false
@@ -92,6 +99,13 @@ gpu: ## the whole pipeline at profile gpu on one GPU host, offline: make gpu WHE
 	sed -i 's/^profile: .*/profile: gpu/' params.yaml   # `git checkout params.yaml` restores it
 	PATH=$(CURDIR)/$(GPU_VENV)/bin:$$PATH $(GPU_VENV)/bin/dvc repro
 	@echo "done: profile gpu; results in artifacts/ and mlruns/"
+
+lock: ## re-resolve requirements.lock from pyproject.toml in a fresh venv (needs PyPI)
+	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.cache/lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,2p' requirements.lock; .cache/lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .cache/lock-venv
 
 clean: ## remove build caches (keeps .venv and artifacts)
 	rm -rf .cache .pytest_cache .ruff_cache

@@ -16,8 +16,8 @@ from spinfer.errors import InputError
 from spinfer.physics.energy import check_spins
 
 
-def load_spins(path: Path | str) -> np.ndarray:
-    """(Lx, Ly, 3) float64 spins from .npy, or .npz (key ``spins`` or its only array)."""
+def read_array(path: Path | str) -> np.ndarray:
+    """The array of a .npy file, or of a .npz file (key ``spins``, or its only array)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -25,20 +25,20 @@ def load_spins(path: Path | str) -> np.ndarray:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(f"{path}: not a NumPy .npy/.npz spin array ({exc})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = list(data.keys())
-            if "spins" in keys:
-                arr = data["spins"]
-            elif len(keys) == 1:
-                arr = data[keys[0]]
-            else:
-                raise InputError(
-                    f"{path}: .npz holds {len(keys)} arrays and none is named 'spins'"
-                )
-    else:
-        arr = data
-    return check_spins(arr, name=str(path))
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        return data
+    with data:
+        keys = list(data.keys())
+        if "spins" in keys:
+            return data["spins"]
+        if len(keys) == 1:
+            return data[keys[0]]
+    raise InputError(f"{path}: .npz holds {len(keys)} arrays and none is named 'spins'")
+
+
+def load_spins(path: Path | str) -> np.ndarray:
+    """(Lx, Ly, 3) float64 spins from .npy, or .npz (key ``spins`` or its only array)."""
+    return check_spins(read_array(path), name=str(path))
 
 
 def save_spins(path: Path | str, spins: np.ndarray, meta: dict[str, Any] | None = None) -> Path:

@@ -191,7 +191,7 @@ def test_predict_cli_errors(project, tmp_path, extra, needle):
 def test_predict_refuses_non_spin_input(project, tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     run = _cli("predict", str(tmp_path / "junk.npy"), "--params", str(project["params_path"]))
-    assert run.returncode == 1 and "not a .npy/.npz spin array" in run.stderr
+    assert run.returncode == 1 and "not a NumPy .npy/.npz spin array" in run.stderr
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     with pytest.raises(InputError, match="expected spins of shape"):
         read_spin_images(tmp_path / "flat.npy")

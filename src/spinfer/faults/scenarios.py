@@ -213,23 +213,20 @@ def serve_bad_requests(lab: Lab) -> Outcome:
     )
 
 
+def _train_args(lab: Lab, model: str, data: str, out: str, *extra: str) -> list[str]:
+    """``spinfer train`` of one run into ``artifacts/<out>``, without evaluation."""
+    return [
+        "train", "--params", str(lab.params_path), "--model", model, "--data", data,
+        "--no-evaluate", "--set", f"train.out=artifacts/{out}", *extra,
+    ]  # fmt: skip
+
+
 def train_nan_loss(lab: Lab) -> Outcome:
     """A checkpoint whose weights went NaN: the resumed run fails, best.pt is intact."""
     import torch
 
     lab.data()
-    args = [
-        "train",
-        "--params",
-        str(lab.params_path),
-        "--model",
-        "cnn",
-        "--data",
-        "clean",
-        "--no-evaluate",
-        "--set",
-        "train.out=artifacts/nan_models",
-    ]
+    args = _train_args(lab, "cnn", "clean", "nan_models")
     first = lab.cli(*args, "--set", "train.epochs={cnn: 1}")
     run_dir = lab.art / "nan_models" / "cnn-clean"
     best = run_dir / "best.pt"
@@ -268,18 +265,8 @@ def train_nan_loss(lab: Lab) -> Outcome:
 def train_disk_full(lab: Lab) -> Outcome:
     """Checkpoint writes fail (file size limit): previous checkpoints intact, clear error."""
     lab.data()
-    args = [
-        "train",
-        "--params",
-        str(lab.params_path),
-        "--model",
-        "resnet18",  # its checkpoint (45 MB) is far above the limit, the tracking store not
-        "--data",
-        "clean",
-        "--no-evaluate",
-        "--set",
-        "train.out=artifacts/full_models",
-    ]
+    # a resnet18 checkpoint (45 MB) is far above the limit, the tracking store not
+    args = _train_args(lab, "resnet18", "clean", "full_models")
     first = lab.cli(*args, "--set", "train.epochs={resnet18: 1}")
     run_dir = lab.art / "full_models" / "resnet18-clean"
     if first.returncode != 0:
@@ -500,18 +487,7 @@ def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
             *launcher,
             "-m",
             "spinfer.cli",
-            "train",
-            "--params",
-            str(lab.params_path),
-            "--model",
-            "cnn",
-            "--data",
-            "noisy",
-            "--no-evaluate",
-            "--set",
-            f"train.out=artifacts/{tag}_{out}",
-            "--set",
-            "train.epochs={cnn: 4}",
+            *_train_args(lab, "cnn", "noisy", f"{tag}_{out}", "--set", "train.epochs={cnn: 4}"),
         ]
 
     def run(out: str) -> subprocess.CompletedProcess:
@@ -682,18 +658,9 @@ def train_bad_texture(lab: Lab) -> Outcome:
     row[1, 1] = 0.0
     spins[3] = row  # through zarr: checksums stay valid, only the values are wrong
     proc = lab.cli(
-        "train",
-        "--params",
-        str(lab.params_path),
-        "--model",
-        "cnn",
-        "--data",
-        "noisy",
-        "--no-evaluate",
-        "--set",
-        "noise.out=artifacts/bad_noisy.zarr",
-        "--set",
-        "train.out=artifacts/bad_models",
+        *_train_args(
+            lab, "cnn", "noisy", "bad_models", "--set", "noise.out=artifacts/bad_noisy.zarr"
+        )
     )
     ok, seen = one_line_error(proc, "texture 3 holds NaN")
     return Outcome("NaN / zero vectors in training data", "refused naming the texture", seen, ok)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from spinfer.errors import InputError
+from spinfer.io import read_array
 
 
 def read_spin_images(path: Path | str) -> np.ndarray:
@@ -23,19 +23,7 @@ def read_spin_images(path: Path | str) -> np.ndarray:
             raise InputError(f"{path}: the store holds no 'spins' array")
         arr = group["spins"][:]
     else:
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError):
-            raise InputError(f"{path}: not a .npy/.npz spin array or a Zarr store") from None
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                keys = list(data.keys())
-                key = "spins" if "spins" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise InputError(f"{path}: .npz holds several arrays and none is 'spins'")
-                arr = data[key]
-        else:
-            arr = data
+        arr = read_array(path)
     arr = np.asarray(arr)
     if arr.ndim == 3:
         arr = arr[None]
