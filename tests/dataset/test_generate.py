@@ -248,8 +248,9 @@ def test_torch_engine_store_records_its_engine_and_is_the_same_for_any_workers(t
     from spinfer.physics.torch_engine import anneal_batch
 
     params = tiny_params("dataset.engine=torch", "dataset.device=cpu", "dataset.batch=4")
-    generate(params, tmp_path / "one.zarr", workers=1, progress=False)
+    one = generate(params, tmp_path / "one.zarr", workers=1, progress=False)
     generate(params, tmp_path / "two.zarr", workers=2, progress=False)
+    assert one.warnings == ()  # nothing to warn of on the CPU
     manifests = [(tmp_path / f"{n}.zarr" / MANIFEST).read_text() for n in ("one", "two")]
     assert manifests[0] == manifests[1]
     group = open_store(tmp_path / "one.zarr")
@@ -294,3 +295,18 @@ def test_torch_engine_on_cuda_without_cuda_is_one_line_error_and_no_store(tmp_pa
     assert run.stderr.strip().splitlines()[-1].startswith("error: the torch engine was asked")
     assert "Traceback" not in run.stderr
     assert not tmp_path.joinpath(".partial").exists() and not out.exists()
+
+
+def test_worker_warnings_reach_the_summary():
+    """Warnings raised while a shard anneals (in a Dask worker, whose own warnings go to its
+    log) travel back in the shard's marker to the summary the CLI prints."""
+    import warnings
+
+    from spinfer.data.generate import _caught
+
+    def noisy(x):
+        warnings.warn("batch split to fit", stacklevel=1)
+        warnings.warn("batch split to fit", stacklevel=1)
+        return x + 1
+
+    assert _caught(noisy, 1) == (2, ["batch split to fit"])

@@ -253,3 +253,15 @@ def test_side_by_side_validation_script(tmp_path):
     assert len(doc["sets"]) == 5 and doc["max_energy_rel_diff"] < 0.05
     assert (tmp_path / "engines.png").stat().st_size > 10_000
     assert run.stdout.strip().splitlines()[-1].startswith("max_energy_rel_diff=")
+
+
+def test_a_batch_too_large_for_the_device_is_split_with_a_warning(monkeypatch):
+    """The documented fallback: fewer lattices at a time, the same textures, a warning."""
+    hams = [Hamiltonian(0.2, 0.7, 0.1), Hamiltonian(-0.1, 0.4, 0.09)]
+    sch = Schedule(sweeps=20, relax_sweeps=3, minimize_steps=20)
+    whole = te.anneal_batch(hams, (8, 8), sch, [5, 6], device="cpu")
+    monkeypatch.setattr(te, "batch_fits", lambda batch, shape, device: 1)
+    with pytest.warns(UserWarning, match="does not fit the free memory"):
+        split = te.anneal_batch(hams, (8, 8), sch, [5, 6], device="cpu")
+    for a, b in zip(whole, split, strict=True):
+        assert np.array_equal(a.spins, b.spins)

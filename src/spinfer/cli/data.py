@@ -32,6 +32,8 @@ def generate(
     if scheduler is not None and "://" not in scheduler:
         raise InputError(f"--scheduler must look like tcp://host:port, got {scheduler!r}")
     summary = run(cfg, out, workers, scheduler)
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(summary.line(), err=True)
 
 

@@ -26,6 +26,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -307,6 +308,15 @@ def _anneal_shard(task: ShardTask, hams: list[Hamiltonian]) -> list[AnnealResult
     return anneal_batch(hams, shape, schedule, seeds, task.images, device, batch)
 
 
+def _caught(function, *args) -> tuple[Any, list[str]]:
+    """``function(*args)`` and the warnings it raised: a Dask worker's own warnings go to
+    its log, so the shard carries them back to the user."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function(*args)
+    return result, sorted({str(w.message) for w in caught})
+
+
 def run_shard(task: ShardTask) -> dict[str, Any]:
     """Anneal one shard's textures, write the whole shard, then its done marker."""
     t0 = time.perf_counter()
@@ -321,7 +331,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
         Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
         for lam, k, d in task.params
     ]
-    for i, (ham, result) in enumerate(zip(hams, _anneal_shard(task, hams), strict=True)):
+    results, caught = _caught(_anneal_shard, task, hams)
+    for i, (ham, result) in enumerate(zip(hams, results, strict=True)):
         spins[i] = result.spins
         energy[i] = energy_terms(result.spins, ham, task.images).total / (size * size)
         acceptance[i] = result.acceptance
@@ -343,6 +354,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
         "mean_abs_sz": np.abs(spins[..., 2]).mean(axis=(1, 2)).tolist(),
         "seconds_anneal": t1 - t0,
         "seconds_write": time.perf_counter() - t1,
+        "warnings": caught,
     }
     atomic_write_text(Path(task.done_dir) / f"shard-{task.shard:05d}.json", json.dumps(marker))
     return marker
@@ -415,6 +427,7 @@ class GenerateSummary:
     seconds: float
     seconds_anneal: float
     seconds_write: float
+    warnings: tuple[str, ...] = ()  # what the workers warned of (e.g. a batch split to fit)
 
     @property
     def rate(self) -> float:
@@ -490,6 +503,7 @@ def generate(
         seconds=time.perf_counter() - start_time,
         seconds_anneal=sum(markers[k]["seconds_anneal"] for k in markers),
         seconds_write=sum(markers[k]["seconds_write"] for k in markers),
+        warnings=tuple(sorted({w for k in markers for w in markers[k].get("warnings", [])})),
     )
 
 
