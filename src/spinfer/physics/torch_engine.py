@@ -54,8 +54,9 @@ _STREAM_KEY = 0x70C4  # spawn key of the engine's random stream under the textur
 _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 _TO_UNIT = 2.0**-24
-#: Bytes of device memory one 100 x 100 lattice needs while annealing (state, fields, FFT
-#: buffers and proposal temporaries; measured peak, rounded up), scaled with the site count.
+#: Device memory per lattice site while annealing: a generous estimate of the working set
+#: (state, fields, FFT buffers, rolled copies, proposal temporaries, stream tables; about
+#: 500 bytes counted), not a measured peak; a GPU run should measure and tighten it.
 BYTES_PER_SITE = 1200
 
 
