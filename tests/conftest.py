@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,17 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
+
+# every test names its own store: a developer's MLFLOW_TRACKING_URI must not redirect them
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_exported_store():
+    """mlflow.set_tracking_uri in a test exports MLFLOW_TRACKING_URI, which spinfer honours:
+    one test's store must not become the next test's subprocesses' store."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")

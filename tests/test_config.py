@@ -76,11 +76,20 @@ def test_override_is_applied_last(repo_params):
         ({"external": {"max_ratio": 0}}, "external.max_ratio"),
         ({"external": {"max_ratio": "low"}}, "external.max_ratio"),
         ({"external": {"set": "x.npz"}}, "external.set"),
+        ({"train": {"grid": ["resnet18", "vgg"]}}, "train.grid"),
+        ({"train": {"grid": []}}, "train.grid"),
+        ({"profiles": {"default": {"trian": {}}}}, "profiles.default.trian"),
     ],
 )
 def test_invalid_params_name_the_key(raw, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         params_from_dict(raw)
+
+
+def test_the_default_profile_may_have_an_overlay():
+    p = params_from_dict({"profiles": {"default": {"train": {"grid": ["cnn"]}}}})
+    assert p.profile == "default" and p.train.grid == ("cnn",)
+    assert params_from_dict({"profiles": {"default": {}}}).train == params_from_dict({}).train
 
 
 def test_missing_and_broken_files(tmp_path):

@@ -62,10 +62,15 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     for model in ("resnet18", "resnet50", "cnn"):
         for data in ("noisy", "clean"):
             assert f"Running stage 'train@{model}-{data}'" in first.stdout, first.stdout
-            assert (work / "artifacts" / "models" / f"{model}-{data}" / "best.pt").is_file()
             assert f"Running stage 'external@{model}-{data}'" in first.stdout, first.stdout
-            ext = json.loads((work / "artifacts" / "eval" / f"{model}-{data}" / "external.json")
-                             .read_text())  # fmt: skip
+            evald = work / "artifacts" / "eval" / f"{model}-{data}"
+            ext = json.loads((evald / "external.json").read_text())
+            best = work / "artifacts" / "models" / f"{model}-{data}" / "best.pt"
+            if model == "resnet50":  # not in the tiny profile's train.grid
+                assert ext["skipped"] and not best.exists()
+                assert json.loads((evald / "metrics.json").read_text())["skipped"]
+                continue
+            assert best.is_file()
             assert ext["external_n"] == 4 and ext["external_mae_over_centre_K"] > 0
     art = work / "artifacts"
     assert (art / "textures.zarr" / "manifest.sha256").is_file()
@@ -84,14 +89,22 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     metrics = _sh(["dvc", "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"textures": 30' in metrics.stdout, metrics.stdout
     assert "resnet18_noisy_below_half_chance" in metrics.stdout
-    assert "external_ratio_D" in metrics.stdout
+    assert "external_mae_over_centre_D" in metrics.stdout
     assert (art / "eval" / "capacity_grid.png").stat().st_size > 1000
+    shown = _sh(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], work)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    page = (tmp_path / "plots" / "index.html").read_text()
+    for run in ("resnet18-noisy", "resnet18-clean", "cnn-noisy", "cnn-clean"):  # overlaid
+        assert f"artifacts/eval/{run}/mae_vs_ts.json" in page
+    assert "MAE of K_N" in page and "capacity_grid.png" in page
     runs = mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}").search_runs(
         [mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
          .get_experiment_by_name("spinfer").experiment_id]
     )  # fmt: skip
     kinds = sorted(r.data.tags.get("kind", "") for r in runs)
-    assert kinds == ["summary"] + ["training"] * 6, kinds
+    assert kinds == ["summary"] + ["training"] * 4, kinds  # no run for the left-out ResNet50
+    assert json.loads((art / "metrics" / "training.json").read_text())["skipped"] == [
+        "resnet50-clean", "resnet50-noisy"]  # fmt: skip
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("spinfer", "champion")
     assert champion.tags["promotion.decision"] == "promoted"
@@ -103,6 +116,15 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     second = _sh(["dvc", "repro"], work)
     assert second.returncode == 0
     assert "Running stage" not in second.stdout, second.stdout
+    status = _sh(["dvc", "status"], work)
+    assert "up to date" in status.stdout, status.stdout
+
+    # each stage tracks the active profile's overlay and the keys that change its results:
+    # editing another profile, or where training runs, reruns nothing
+    raw["profiles"]["paper"]["train"]["lr"] = 3.0e-4
+    raw["train"]["device"] = "cpu"
+    raw["train"]["loader_workers"] = 1
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
     status = _sh(["dvc", "status"], work)
     assert "up to date" in status.stdout, status.stdout
 

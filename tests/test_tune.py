@@ -160,12 +160,14 @@ def test_killed_study_resumes_and_its_orphan_is_marked_failed(tmp_path, tiny_dat
     summary = tune(fast, "k", 1, tmp_path)
     study = _study(params_path, "k")
     orphan = study.trials[0]
-    assert orphan.state == TrialState.FAIL and "orphaned" in orphan.user_attrs["failure"]
+    assert orphan.state == TrialState.FAIL
     assert study.trials[1].state == TrialState.COMPLETE and summary.trials == 2
     _, parents, runs = _study_runs(params_path, "k")
     assert len(parents) == 1 and len(runs) == 2
     status = {r.data.tags["optuna.trial"]: r.info.status for r in runs}
     assert status == {"0": "FAILED", "1": "FINISHED"}
+    failure = {r.data.tags["optuna.trial"]: r.data.tags.get("failure", "") for r in runs}
+    assert "orphaned" in failure["0"] and failure["1"] == ""
 
 
 @pytest.mark.slow

@@ -210,7 +210,7 @@ def plot(out: str, training_json: str = "artifacts/metrics/training.json") -> No
     if os.path.isfile(training_json):
         cpu = json.loads(Path(training_json).read_text())["resnet18-noisy"]
         bars["CPU: make run (default profile, resnet18-noisy)"] = [
-            cpu[f"ratio_{c}"] for c in ("lambda", "K", "D")
+            cpu[f"mae_over_baseline_{c}_ts0"] for c in ("lambda", "K", "D")
         ]
     for path in sorted(glob.glob(os.path.join(out, "scale_check*.json"))):
         result = json.loads(Path(path).read_text())

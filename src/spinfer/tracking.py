@@ -4,6 +4,15 @@ The tracking URI ``sqlite:///mlruns/mlflow.db`` is relative: it resolves against
 project root (the directory holding params.yaml), so every command, test and the UI
 (``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``, run from the root) see the
 same store. Artifacts go to ``mlruns/artifacts``.
+
+``MLFLOW_TRACKING_URI``, when set, wins over ``tracking.uri``: ``dvc exp run --temp`` and
+``--queue`` run the pipeline in a copy of the project, so they keep their runs and registry
+changes in the project's store only when pointed at it
+(``MLFLOW_TRACKING_URI=sqlite:///$PWD/mlruns/mlflow.db dvc exp run --queue``). A new
+experiment there keeps its artifacts beside that SQLite file.
+
+Experiments are tagged ``mlflow.experimentKind = custom_model_development`` so the UI
+opens on their training runs (not on the GenAI trace views).
 """
 
 from __future__ import annotations
@@ -27,6 +36,38 @@ def resolve_uri(uri: str, root: Path) -> str:
     return uri
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def store_uri(params: Params, root: Path | str = ".") -> str:
+    """The tracking store: ``MLFLOW_TRACKING_URI`` when set, else ``tracking.uri``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or resolve_uri(params.tracking.uri, Path(root))
+
+
+def use_store(uri: str) -> None:
+    """Point this process's MLflow at ``uri`` without exporting it: MLflow's
+    set_tracking_uri also sets MLFLOW_TRACKING_URI, which would redirect every later
+    subprocess (another project's command included) to this store."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _artifact_location(params: Params, root: Path, uri: str) -> Path | None:
+    """Where a new experiment keeps artifacts: tracking.artifacts, or beside the SQLite
+    store named by MLFLOW_TRACKING_URI (a server decides for itself: None)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return (root / params.tracking.artifacts).resolve()
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent / Path(params.tracking.artifacts).name
+    return None
+
+
 def setup_tracking(params: Params, root: Path | str = ".") -> str:
     """Point MLflow at the store, create it and the experiment once; returns the id."""
     import logging
@@ -37,17 +78,25 @@ def setup_tracking(params: Params, root: Path | str = ".") -> str:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     root = Path(root)
-    uri = resolve_uri(params.tracking.uri, root)
-    mlflow.set_tracking_uri(uri)
+    uri = store_uri(params, root)
+    use_store(uri)
     name = params.tracking.experiment
     try:
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is None:
-            location = (root / params.tracking.artifacts).resolve()
-            location.mkdir(parents=True, exist_ok=True)
-            return mlflow.create_experiment(name, artifact_location=location.as_uri())
+            location = _artifact_location(params, root, uri)
+            if location is not None:
+                location.mkdir(parents=True, exist_ok=True)
+            return mlflow.create_experiment(
+                name,
+                artifact_location=location.as_uri() if location else None,
+                tags=EXPERIMENT_KIND,
+            )
+        if experiment.tags.get("mlflow.experimentKind") is None:  # stores made before the tag
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *next(
+                iter(EXPERIMENT_KIND.items())))  # fmt: skip
         return experiment.experiment_id
     except MlflowException as exc:
         raise InputError(f"cannot open the MLflow tracking store {uri}: {exc}") from None
@@ -85,6 +134,26 @@ def dataset_hash(root: Path, path: str) -> str:
     if manifest.is_file():
         return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest()
     return "unknown"
+
+
+def log_dataset_inputs(params: Params, root: Path) -> None:
+    """The active run's datasets as MLflow inputs (the UI's Datasets column): the texture
+    store and the noisy store, by path and content hash (dvc.lock's md5 or the manifest's
+    sha256, shortened to MLflow's 36 characters)."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for path in (params.dataset.out, params.noise.out):
+        digest = dataset_hash(root, path).split(":")[-1].removesuffix(".dir")[:32]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "can be interpreted in multiple ways"
+            source = resolve_dataset_source(str((root / path).resolve()))
+        mlflow.log_input(
+            MetaDataset(source, name=Path(path).name, digest=digest), context="training"
+        )
 
 
 def provenance_tags(params: Params, root: Path) -> dict[str, Any]:

@@ -112,22 +112,35 @@ def _alive(pid: int) -> bool:
 
 
 def fail_orphans(study) -> list[int]:
-    """Mark RUNNING trials of this host whose process is gone as failed; their numbers."""
+    """Mark RUNNING trials whose worker is gone as failed; their numbers. Trials of this
+    host are checked by process id (at once); trials of other hosts by Optuna's heartbeat
+    (``optuna.storages.fail_stale_trials``, after its grace period, SQLite storage)."""
     import mlflow
+    import optuna
     from optuna.trial import TrialState
 
-    host, orphans = socket.gethostname(), []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    host = socket.gethostname()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
         attrs = trial.user_attrs
         if attrs.get("host") != host or _alive(int(attrs.get("pid", -1))):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "failure", "orphaned: worker died")
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        if attrs.get("mlflow_run_id"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tell() warns that a failed trial has no value
+            study.tell(trial.number, state=TrialState.FAIL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    orphans = [t for t in running if t.number in failed]
+    client = mlflow.MlflowClient()
+    for trial in orphans:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
             with contextlib.suppress(Exception):
-                mlflow.MlflowClient().set_terminated(attrs["mlflow_run_id"], status="FAILED")
-        orphans.append(trial.number)
-    return orphans
+                client.set_tag(run_id, "failure", "orphaned: worker died")
+                client.set_terminated(run_id, status="FAILED")
+    return sorted(t.number for t in orphans)
 
 
 def suggest(trial, tune: TuneParams) -> dict[str, Any]:
@@ -423,7 +436,7 @@ def load_tuned(path: Path | str) -> dict[str, Any] | None:
     """The settings in a tuned.yaml, or None when no study has written one yet."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file (run `spinfer tune` first)")
+        raise InputError(f"{path}: no such file (run `spinfer train tune` first)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -140,6 +140,25 @@ def test_scoring_runs_without_the_source_tree(project):
     assert len(score["per_level"]) == 11 and score["mae_mean"] > 0
 
 
+def test_a_model_that_imports_an_undeclared_package_is_refused(project, monkeypatch):
+    from spinfer.serve import pyfunc
+    from spinfer.serve.registry import score_in_clean_process
+
+    params, root, client = project["params"], project["root"], project["client"]
+    run = best_run(params, root)
+    checkpoint = root / params.train.out / run.info.run_name / "best.pt"
+    declared = [p for p in pyfunc.SERVED_PACKAGES if p not in ("torch", "timm")]
+    monkeypatch.setattr(pyfunc, "SERVED_PACKAGES", tuple(declared))
+    mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, root))
+    with mlflow.start_run(experiment_id=run.info.experiment_id, run_name="undeclared") as bad:
+        pyfunc.log_pyfunc_model(checkpoint, "model")
+    try:
+        with pytest.raises(Exception, match="undeclared import: torch"):
+            score_in_clean_process(params, root, f"runs:/{bad.info.run_id}/model")
+    finally:
+        client.delete_run(bad.info.run_id)
+
+
 def _cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "spinfer.cli", *args], capture_output=True, text=True,

@@ -87,7 +87,13 @@ def test_mlflow_run_has_params_tags_curves_figures_and_model(trained):
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert arts >= {"figures/mae_vs_ts.png", "figures/error_heatmaps.png", "figures/error_pca.png"}
     ckpts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
-    assert ckpts == {"checkpoints/best.pt", "checkpoints/last.pt"}
+    assert ckpts == {"checkpoints/best.pt"}  # no optimizer state in MLflow
+    assert run.info.status == "FINISHED"
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"textures.zarr", "noisy.zarr"}
+    assert run.data.params["dataset_hash"].split(":")[1].startswith(inputs["textures.zarr"].digest)
+    kind = client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
     tables = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"mae_vs_ts.json", "error_pca.json"} <= tables
 

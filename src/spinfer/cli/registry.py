@@ -91,7 +91,7 @@ def predict(
 ) -> None:
     """Estimate (lambda, K, D) of spin images with a registered model (default: champion)."""
     from spinfer.serve.predict import predict_file
-    from spinfer.tracking import resolve_uri
+    from spinfer.tracking import store_uri
 
     if crops not in ("centre", "grid"):
         raise InputError(f"--crops must be centre or grid, got {crops!r}")
@@ -101,7 +101,7 @@ def predict(
 
         cfg = Params()
     uri = model or f"models:/{cfg.tracking.registered_model}@champion"
-    tracking = resolve_uri(cfg.tracking.uri, params.resolve().parent)
+    tracking = store_uri(cfg, params.resolve().parent)
     frame = predict_file(path, uri, tracking, crops)
     if as_json:
         typer.echo(frame.to_json(orient="records"))

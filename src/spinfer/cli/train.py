@@ -60,6 +60,8 @@ def train(
         _no_tuned_run(root, tuned)
         return
     cfg, model, data = resolved
+    if tuned is None and _left_out(cfg, model, data, root, "training"):
+        return
     try:
         result = train_run(cfg, model, data, root)
         if Dist.from_env().main:
@@ -138,8 +140,23 @@ def external(
         typer.echo(f"external: {tuned} names no trained run yet; nothing to do", err=True)
         return
     cfg, model, data = resolved
+    if tuned is None and _left_out(cfg, model, data, params.resolve().parent, "external"):
+        return
     metrics = evaluate_external(cfg, model, data, params.resolve().parent)
     typer.echo(summary_line(run_name(model, data), metrics), err=True)
+
+
+def _left_out(cfg, model: str, data: str, root: Path, stage: str) -> bool:
+    """Record a grid run the profile does not train (train.grid); True when it is one."""
+    from spinfer.train import grid
+
+    why = grid.left_out(cfg, model)
+    if why is None:
+        return False
+    write = grid.write_skipped_training if stage == "training" else grid.write_skipped_external
+    write(cfg, model, data, root, why)
+    typer.echo(f"{stage}: skipped: {why}", err=True)
+    return True
 
 
 def _no_tuned_run(root: Path, tuned: Path) -> None:
@@ -233,3 +250,5 @@ def compare(
         "compare: " + ", ".join(f"{k}={v}" for k, v in checks.items()) + f" -> {figure}",
         err=True,
     )
+    if result["skipped"]:
+        typer.echo(f"compare: not trained (train.grid): {', '.join(result['skipped'])}", err=True)

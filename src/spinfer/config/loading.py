@@ -133,10 +133,10 @@ def params_from_dict(raw: Mapping[str, Any], overrides: Iterable[str] = ()) -> P
     if not isinstance(profiles, Mapping):
         raise ConfigError("profiles: expected a mapping of name -> overlay")
     sections: dict[str, Any] = {s: raw.get(s) or {} for s in SECTIONS}
-    if profile != "default":
-        if profile not in profiles:
-            names = ", ".join(["default", *sorted(profiles)])
-            raise ConfigError(f"unknown profile '{profile}' (known: {names})")
+    if profile != "default" and profile not in profiles:
+        names = ", ".join(sorted({"default", *profiles}))
+        raise ConfigError(f"unknown profile '{profile}' (known: {names})")
+    if profile in profiles:  # `default` may have an overlay too (dvc.yaml tracks it)
         overlay = profiles[profile] or {}
         bad = sorted(set(overlay) - set(SECTIONS))
         if bad:

@@ -216,8 +216,13 @@ class TrainParams:
     learns exactly as under MSE); ``point`` is the paper's MSE regressor. ``ensemble: N``
     (N >= 2) trains N members seeded base.seed + k and predicts their mixture; ``null``
     trains one model. The best checkpoint is the one with the lowest validation MSE.
+
+    ``grid``: the capacity-grid models this profile trains; a grid model left out is not
+    trained (its pipeline stages record why and make no MLflow run), for a budget that
+    cannot train it to better than the mean predictor.
     """
 
+    grid: tuple[str, ...] = MODEL_NAMES
     epochs: dict[str, int] = field(
         default_factory=lambda: {"resnet18": 20, "resnet50": 20, "cnn": 20}
     )
@@ -264,6 +269,12 @@ class TrainParams:
         if unknown:
             raise ConfigError(
                 f"train.epochs: unknown model '{unknown[0]}' (known: {', '.join(known)})"
+            )
+        outside = sorted(set(self.grid) - set(MODEL_NAMES))
+        if outside or not self.grid:
+            raise ConfigError(
+                f"train.grid: expected some of {', '.join(MODEL_NAMES)}, got "
+                f"{', '.join(outside) if outside else 'none'}"
             )
         if any(e < 1 for e in self.epochs.values()):
             raise ConfigError("train.epochs must be >= 1 for every model")

@@ -74,7 +74,9 @@ def load_splits(path: Path | str) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise InputError(f"no split file at {path} (run `spinfer split` or `dvc repro`)") from None
+        raise InputError(
+            f"no split file at {path} (run `spinfer data split` or `dvc repro`)"
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a split file ({exc})") from None
     missing = [s for s in SPLITS if not isinstance(doc.get(s), list)]

@@ -129,7 +129,7 @@ def open_store(path: Path | str, *, require_complete: bool = True) -> zarr.Group
     """Open a finished store read-only; a clear error if it is missing, partial or foreign."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
-        raise InputError(f"no Zarr store at {path} (run `spinfer generate` or `dvc repro`)")
+        raise InputError(f"no Zarr store at {path} (run `spinfer data generate` or `dvc repro`)")
     try:
         group = zarr.open_group(path, mode="r")
         meta = dict(group.attrs).get("spinfer")

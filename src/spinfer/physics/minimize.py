@@ -85,13 +85,14 @@ def minimize(
     """
     field = np.empty_like(spins)
     velocity = np.zeros_like(spins)
-    for n in range(steps + 1):
+    n = 0
+    while True:  # steps + 1 force evaluations at most: the last one measures the result
         local_field(spins, ham.exchange, ham.dmi, ham.anisotropy, field)
         if ham.dipolar:  # in double precision, whatever the type of ham.dipolar
             field += float(ham.dipolar) * kernel.field(spins.astype(np.float32)).astype(np.float64)
         vf, ff, fmax = _force(spins, field, velocity)
-        if fmax < torque * torque or n == steps:
+        if fmax < torque * torque or n >= steps:
             return n, math.sqrt(fmax)
         keep = vf / ff if vf > 0.0 and ff > 0.0 else 0.0
         _move(spins, field, velocity, keep, dt)
-    return steps, math.sqrt(fmax)  # pragma: no cover - the loop always returns
+        n += 1

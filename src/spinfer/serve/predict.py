@@ -37,7 +37,9 @@ def load_model(uri: str, tracking_uri: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
+    from spinfer.tracking import use_store
+
+    use_store(tracking_uri)
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:

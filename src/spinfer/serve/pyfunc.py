@@ -232,6 +232,18 @@ def _example_and_outputs(checkpoint: Path):
     return example, inferred
 
 
+SERVED_PACKAGES = ("torch", "timm", "numpy", "pandas", "mlflow")
+"""What the served code path imports (spinfer.serve.pyfunc, spinfer.train.predictor and
+.models, spinfer.data.symmetry and .targets): declared so a fresh environment can serve it."""
+
+
+def served_requirements() -> list[str]:
+    """The served model's pip requirements, pinned to this environment's versions."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in SERVED_PACKAGES]
+
+
 def log_pyfunc_model(
     checkpoint: Path, name: str = "model", compact: bool = False, probed=None
 ) -> None:
@@ -241,7 +253,6 @@ def log_pyfunc_model(
     per image) instead of the tensor one. ``probed`` = ``_example_and_outputs(checkpoint)``
     when the caller already has it (both variants share one probe).
     """
-    import torch
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -257,7 +268,6 @@ def log_pyfunc_model(
         python_model = SpinferModel()
     signature = ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
     package = Path(spinfer.__file__).parent
-    torch_version = torch.__version__.split("+")[0]
     import logging
 
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle notice
@@ -271,7 +281,7 @@ def log_pyfunc_model(
             signature=signature,
             input_example=example,
             code_paths=[str(package)],
-            pip_requirements=[f"torch=={torch_version}", "timm", "numpy", "pandas"],
+            pip_requirements=served_requirements(),
         )
 
 

@@ -5,13 +5,14 @@ MAE averaged over every noise level Ts and over lambda, K and D (normalized unit
 the runs evaluated on the current dataset (their ``dataset.noisy`` tag equals the hash of
 ``noise.out`` in dvc.lock). ``register`` makes it a version of the registered model (once
 per run) and points the alias ``challenger`` at it. ``promote`` scores challenger and
-champion in clean processes (the model's own code path, not the source tree) on the same
+champion in clean processes (the model's own code path, not the source tree, importing only
+the packages the model declares) on the same
 held-out test set by the same metric and moves ``champion`` only when the challenger is
 strictly better; the replaced champion becomes ``previous``. Decisions are tags on the
 version. Aliases only; registry stages are not used.
 
 Guard (``external_refusal``): a run whose MAE on the external test set (textures another
-simulator made, ``spinfer external``) reaches ``external.max_ratio`` of predicting the
+simulator made, ``spinfer train external``) reaches ``external.max_ratio`` of predicting the
 range centre, for lambda, K or D, is never registered as challenger nor promoted.
 
 Every run also logs the compact variant of its model (one row of float32 bytes per
@@ -50,10 +51,10 @@ def compact_name(name: str) -> str:
 def _client(params: Params, root: Path):
     import mlflow
 
-    from spinfer.tracking import resolve_uri, setup_tracking
+    from spinfer.tracking import setup_tracking, store_uri
 
     setup_tracking(params, root)
-    return mlflow.MlflowClient(tracking_uri=resolve_uri(params.tracking.uri, root))
+    return mlflow.MlflowClient(tracking_uri=store_uri(params, root))
 
 
 def best_run(params: Params, root: Path):
@@ -88,7 +89,7 @@ def best_run(params: Params, root: Path):
 def external_refusal(params: Params, metrics: dict[str, float]) -> str | None:
     """Why a run's external-set metrics bar it from being champion, or None when they do
     not: its MAE reaches ``external.max_ratio`` of predicting the range centre for a
-    coupling, or it was never evaluated on the external set (``spinfer external``)."""
+    coupling, or it was never evaluated on the external set (``spinfer train external``)."""
     limit = params.external.max_ratio
     if limit is None or params.external.data is None:
         return None
@@ -96,7 +97,7 @@ def external_refusal(params: Params, metrics: dict[str, float]) -> str | None:
     for name in ("lambda", "K", "D"):
         ratio = metrics.get(f"external_mae_over_centre_{name}")
         if ratio is None:
-            return "has no external-set metrics (run `spinfer external` on it)"
+            return "has no external-set metrics (run `spinfer train external` on it)"
         if not ratio < limit:
             worse.append(f"{name} {ratio:.2f}")
     if worse:
@@ -229,11 +230,60 @@ def _set_alias(client, name: str, alias: str, version: str) -> None:
 
 
 _SCORE = r"""
-import json, sys
+import importlib.abc, importlib.machinery, importlib.metadata as md, json, re, sys
 sys.path = [p for p in sys.path if not p.rstrip("/").endswith("/src")]
 import mlflow, numpy as np
+from packaging.requirements import Requirement
 mlflow.set_tracking_uri(sys.argv[1])
+
+def canon(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+def closure(names):  # the declared distributions and everything they require
+    seen, todo = set(), [canon(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canon(req.name))
+    return seen
+
+declared = [Requirement(line).name for line in
+            open(mlflow.pyfunc.get_model_dependencies(sys.argv[2])).read().splitlines()
+            if line.strip() and not line.startswith(("#", "-"))]
+allowed, owners = closure(declared), md.packages_distributions()
+
+class Missing(importlib.abc.Loader):  # importing it fails as if it were not installed
+    def __init__(self, message):
+        self.message = message
+    def create_module(self, spec):
+        raise ModuleNotFoundError(self.message, name=spec.name)
+    def exec_module(self, module):
+        pass
+
+class Undeclared(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        dists = owners.get(top)
+        if top == "spinfer" or not dists or any(canon(d) in allowed for d in dists):
+            return None
+        message = (f"undeclared import: {top} (package {dists[0]}; declared: "
+                   f"{', '.join(declared)})")
+        return importlib.machinery.ModuleSpec(name, Missing(message), origin=None)
+
+guard = Undeclared()
+sys.meta_path.insert(0, guard)  # loading and predicting may import declared packages only
 model = mlflow.pyfunc.load_model(sys.argv[2])
+model.predict(model.input_example)
+sys.meta_path.remove(guard)
 from spinfer.data.dataset import noise_levels, open_dataset
 noisy, textures, splits = sys.argv[3], sys.argv[4], sys.argv[5]
 maes = []
@@ -251,12 +301,16 @@ print(json.dumps({"mae_mean": float(np.mean(maes)), "per_level": maes,
 
 def score_in_clean_process(params: Params, root: Path, model_uri: str) -> dict[str, Any]:
     """Load ``model_uri`` in a fresh interpreter without the source tree and score it on
-    the current test set (all Ts); raises SpinferError with the reason when it fails."""
-    from spinfer.tracking import resolve_uri
+    the current test set (all Ts); raises SpinferError with the reason when it fails.
+
+    Loading it and predicting its input example may import only the packages the model
+    declares (its requirements.txt) and what they require: an undeclared import fails
+    here, as it would in the fresh environment ``mlflow models serve`` builds."""
+    from spinfer.tracking import store_uri
 
     art = root / "artifacts"
     cmd = [
-        sys.executable, "-c", _SCORE, resolve_uri(params.tracking.uri, root), model_uri,
+        sys.executable, "-c", _SCORE, store_uri(params, root), model_uri,
         str(root / params.noise.out), str(root / params.dataset.out), str(art / "splits.json"),
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=art.parent, timeout=900)
@@ -301,7 +355,8 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
             client.get_registered_model(name)
         except MlflowException:
             raise InputError(
-                f"'{name}' has no version with the alias '{CHALLENGER}' (run register)"
+                f"'{name}' has no version with the alias '{CHALLENGER}' "
+                "(run `spinfer registry register`)"
             ) from None
         return Decision(
             "unchanged", f"'{name}' has no challenger (register refused every run, or has not "

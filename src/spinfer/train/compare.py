@@ -1,19 +1,22 @@
 """The capacity grid side by side: the paper's Fig. 2 with every run, and its two findings.
 
 Reads ``train.eval_out/<model>-<data>/mae_vs_ts.json`` and ``metrics.json`` of every run
-present and writes
+present (runs the profile leaves out of ``train.grid`` are listed under ``skipped``) and
+writes
 
 * ``capacity_grid.png``: MAE of lambda, K and D against Ts, one line per run (solid: trained
   on noisy data, dashed: on clean data), the mean predictor dotted;
-* a metrics JSON with, per run, the MAE at Ts = 0 and its ratio to the mean predictor,
-  the loss of accuracy from the lowest to the highest Ts, and the two checks of the paper:
+* a metrics JSON with, per run, under the names metrics.json and MLflow use: the headline
+  ``mae_mean`` (what the registry ranks by), the MAE at Ts = 0 and its ratio to the mean
+  predictor, the loss of accuracy from the lowest to the highest Ts, and the two checks of
+  the paper:
   ``resnet18_noisy_below_half_chance`` (MAE at Ts = 0 at most half the mean predictor's for
   lambda, K and D) and ``noisy_degrades_less`` per model (noisy-trained loses less from
   Ts = 0 to Ts = 1 than clean-trained). The ratios for out-of-plane textures alone are
   given beside them: in-plane states carry little trace of the parameters;
-* per run, ``external_ratio_<p>``: the MAE on the external test set (another simulator's
-  textures, spinfer.train.external) over that of predicting the range centre, drawn as the
-  grid figure's fourth panel.
+* per run, ``external_mae_over_centre_<p>``: the MAE on the external test set (another
+  simulator's textures, spinfer.train.external) over that of predicting the range centre,
+  drawn as the grid figure's fourth panel.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
 from spinfer.render import save_figure
+from spinfer.train.grid import is_skipped
 from spinfer.train.loop import run_name
 
 
@@ -45,43 +49,58 @@ def load_runs(eval_dir: Path) -> dict[str, dict[str, Any]]:
             curve, metrics = eval_dir / name / "mae_vs_ts.json", eval_dir / name / "metrics.json"
             external = eval_dir / name / "external.json"
             if curve.is_file() and metrics.is_file():
+                record = json.loads(metrics.read_text())
+                if is_skipped(record):
+                    continue
                 runs[name] = {
                     "model": model,
                     "data": data,
                     "curve": json.loads(curve.read_text()),
-                    "metrics": json.loads(metrics.read_text()),
+                    "metrics": record,
                     "external": json.loads(external.read_text()) if external.is_file() else {},
                 }
     return runs
+
+
+def skipped_runs(eval_dir: Path) -> dict[str, str]:
+    """The grid runs the profile left out (train.grid), with the reason recorded."""
+    found = {}
+    for model in MODEL_NAMES:
+        for data in TRAINING_DATA:
+            path = eval_dir / run_name(model, data) / "metrics.json"
+            if path.is_file() and is_skipped(record := json.loads(path.read_text())):
+                found[run_name(model, data)] = record.get("reason", "")
+    return found
 
 
 def findings(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, run in runs.items():
         m = run["metrics"]
-        out[name] = {
-            "mae_ts0": m["mae_mean_ts0"],
-            "mae_increase": m["mae_increase_ts0_to_max"],
-            **{f"ratio_{n}": m[f"mae_over_baseline_{n}_ts0"] for n in TARGET_NAMES},
+        out[name] = {  # the names of metrics.json / MLflow: one vocabulary
+            "mae_mean": m["mae_mean"],
+            "mae_mean_ts0": m["mae_mean_ts0"],
+            "mae_increase_ts0_to_max": m["mae_increase_ts0_to_max"],
             **{
-                f"ratio_{n}_out_of_plane": m[f"mae_over_baseline_{n}_ts0_out_of_plane"]
+                k: m[k]
                 for n in TARGET_NAMES
-                if f"mae_over_baseline_{n}_ts0_out_of_plane" in m
+                for k in (f"mae_over_baseline_{n}_ts0", f"mae_over_baseline_{n}_ts0_out_of_plane")
+                if k in m
             },
             **{
-                f"external_ratio_{n}": run["external"][f"external_mae_over_centre_{n}"]
+                k: run["external"][k]
                 for n in TARGET_NAMES
-                if f"external_mae_over_centre_{n}" in run["external"]
+                if (k := f"external_mae_over_centre_{n}") in run["external"]
             },
         }
     if "resnet18-noisy" in runs:
-        ratios = [out["resnet18-noisy"][f"ratio_{n}"] for n in TARGET_NAMES]
+        ratios = [out["resnet18-noisy"][f"mae_over_baseline_{n}_ts0"] for n in TARGET_NAMES]
         out["resnet18_noisy_below_half_chance"] = bool(max(ratios) <= 0.5)
     for model in MODEL_NAMES:
         noisy, clean = run_name(model, "noisy"), run_name(model, "clean")
         if noisy in out and clean in out:
             out[f"{model}_noisy_degrades_less"] = bool(
-                out[noisy]["mae_increase"] < out[clean]["mae_increase"]
+                out[noisy]["mae_increase_ts0_to_max"] < out[clean]["mae_increase_ts0_to_max"]
             )
     return out
 
@@ -138,6 +157,7 @@ def compare(params: Params, root: Path | str, figure: Path, metrics: Path) -> di
     if not runs:
         raise InputError(f"no evaluated runs under {root / params.train.eval_out}")
     result = findings(runs)
+    result["skipped"] = sorted(skipped_runs(root / params.train.eval_out))
     plot_grid(runs, figure)
     atomic_write_text(metrics, json.dumps(result, indent=2) + "\n")
     _log(params, root, figure, result)

@@ -414,7 +414,6 @@ def log_evaluation(
     ev: Evaluation,
     files: dict[str, Path],
     best: Path,
-    last: Path,
     bundle: Path,
 ) -> None:
     """Step metrics (step = index of Ts), summary metrics, table, figures, model."""
@@ -445,9 +444,8 @@ def log_evaluation(
         for key in ("mae_png", "heatmaps_png", "pca_png", "calibration_png"):
             if key in files:
                 mlflow.log_artifact(str(files[key]), artifact_path="figures")
-        for path in (best, last):
-            if path.is_file():
-                mlflow.log_artifact(str(path), artifact_path="checkpoints")
+        if best.is_file():  # last.pt (optimizer state, for resuming) stays a DVC output only
+            mlflow.log_artifact(str(best), artifact_path="checkpoints")
         from spinfer.serve.pyfunc import log_served_models
 
         log_served_models(bundle)
@@ -462,7 +460,7 @@ def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run
         from spinfer.tracking import setup_tracking
 
         setup_tracking(params, root)
-        log_evaluation(params, run_id, ev, files, paths.best, paths.last, paths.out / "model.pt")
+        log_evaluation(params, run_id, ev, files, paths.best, paths.out / "model.pt")
     return ev
 
 

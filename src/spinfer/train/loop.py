@@ -34,10 +34,17 @@ from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
 from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset, shuffle_window
 from spinfer.data.store import MANIFEST
 from spinfer.data.symmetry import Augmenter
-from spinfer.errors import ConfigError, InputError, SpinferError, TrainingDiverged
-from spinfer.train.models import build_model, count_parameters, is_known_model, outputs_of
-
-LOGVAR_RANGE = (-14.0, 3.0)  # log-variance of a normalized target: sigma in [1e-3, 4.5]
+from spinfer.errors import ConfigError, InputError, TrainingDiverged
+from spinfer.train.models import (
+    build_model,
+    count_parameters,
+    is_known_model,
+    lambda_offset,
+    net_from_payload,
+    outputs_of,
+    save_atomic,
+    split_output,
+)
 
 
 @dataclass(frozen=True)
@@ -167,20 +174,6 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """Write a checkpoint next to ``path`` and rename it into place: a failed write (disk
-    full, file size limit) leaves the previous file as it was and says so in one line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch reports failed writes as RuntimeError
-        tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "strerror", None) or "the write failed (disk full?)"
-        raise SpinferError(f"cannot write checkpoint {path}: {reason}") from None
-
-
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -233,13 +226,6 @@ def make_scheduler(
         total_steps=total,
         pct_start=max(0.1, 2 / total),
     )
-
-
-def split_output(out: torch.Tensor, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(means, log-variances) of a network output (log-variances None for a point head)."""
-    if head == "gaussian":
-        return out[:, :3], out[:, 3:].clamp(*LOGVAR_RANGE)
-    return out, None
 
 
 def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -406,7 +392,7 @@ def _ensemble_run(params, model_name, data, root, paths, tags) -> str:
     from spinfer.io import atomic_write_text
     from spinfer.tracking import setup_tracking
 
-    setup_tracking(params, root)
+    experiment = setup_tracking(params, root)
     record = paths.out / "ensemble.json"
     if record.is_file():
         run_id = json.loads(record.read_text()).get("run_id")
@@ -414,7 +400,8 @@ def _ensemble_run(params, model_name, data, root, paths, tags) -> str:
             return run_id
     t = params.train
     net = build_model(model_name, t.cnn_width, t.cnn_depth, outputs_of(t.head))
-    run_id = _new_run(params, root, paths.name, model_name, data, net, tags)
+    run_id = _start_run(params, root, experiment, paths.name, model_name, data, net, tags)
+    mlflow.end_run()  # the members' runs nest under it; evaluation reopens it
     paths.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, json.dumps({"run_id": run_id, "members": params.train.ensemble}))
     mlflow.MlflowClient().set_tag(run_id, "ensemble", str(params.train.ensemble))
@@ -542,14 +529,10 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     except BaseException as exc:
         tracker.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
+    tracker.end()
     return TrainResult(
         paths.name, paths, state, resumed_from, time.perf_counter() - start_time, state.run_id
     )
-
-
-def lambda_offset(scaler) -> float:
-    """lambda_N of the reversed texture is offset - lambda_N (1 for a symmetric range)."""
-    return float(-2.0 * scaler.lo[0] / scaler.span[0])
 
 
 def _best_payload(net, params, model_name, data, train_ds, state) -> dict[str, Any]:
@@ -570,20 +553,26 @@ def _best_payload(net, params, model_name, data, train_ds, state) -> dict[str, A
 
 
 class _Tracker:
-    """MLflow for rank 0: one run per (model, data); a resumed run continues its run."""
+    """MLflow for rank 0: one run per (model, data), open (RUNNING) for the whole training;
+    a resumed training reopens its run by id, and the UI never shows it finished between
+    epochs."""
 
     def __init__(self, params, paths, root, state, dist, model_name, data, net, tags) -> None:
         self.enabled = dist.main
         self.state = state
         if not self.enabled:
             return
+        import mlflow
 
         from spinfer.tracking import setup_tracking
 
-        setup_tracking(params, root)
+        experiment = setup_tracking(params, root)
         if state.run_id is None or not _run_exists(state.run_id):
             # a new run, or the store lost it: start one and replay the history
-            state.run_id = _new_run(params, root, paths.name, model_name, data, net, tags)
+            state.run_id = _start_run(params, root, experiment, paths.name, model_name, data,
+                                      net, tags)  # fmt: skip
+        else:
+            mlflow.start_run(run_id=state.run_id)
         if state.history and not _has_history(state.run_id):
             for record in state.history:
                 self.epoch(record)
@@ -596,48 +585,52 @@ class _Tracker:
         step = int(record["epoch"])
         metrics = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
         metrics.update(epoch_seconds=record["seconds"], best_val_loss=self.state.best_val)
-        with mlflow.start_run(run_id=self.state.run_id):
-            mlflow.log_metrics(metrics, step=step)
+        mlflow.log_metrics(metrics, step=step, run_id=self.state.run_id)
 
-    def end(self, status: str) -> None:
-        """Mark the MLflow run as ended with ``status`` (FAILED, KILLED) after an error."""
+    def end(self, status: str = "FINISHED") -> None:
+        """End the MLflow run: FINISHED after the last epoch, FAILED or KILLED after an error."""
         if not self.enabled or self.state.run_id is None:
             return
         import mlflow
 
-        mlflow.MlflowClient().set_terminated(self.state.run_id, status=status)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == self.state.run_id:
+            mlflow.end_run(status=status)
+        else:
+            mlflow.MlflowClient().set_terminated(self.state.run_id, status=status)
 
 
-def _new_run(params, root, name, model_name, data, net, extra) -> str:
-    """A new training run: the resolved config, provenance and the tags the UI compares by."""
+def _start_run(params, root, experiment, name, model_name, data, net, extra) -> str:
+    """A new training run, left active: the resolved config, provenance and the tags the UI
+    compares by."""
     import mlflow
 
-    from spinfer.tracking import flat_params, provenance_tags, setup_tracking
+    from spinfer.tracking import flat_params, log_dataset_inputs, provenance_tags
 
-    experiment = setup_tracking(params, root)
     tags = provenance_tags(params, root)
-    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
-        mlflow.log_params(flat_params(params))
-        mlflow.log_params(
-            {
-                "dataset_hash": tags["dataset.textures"],
-                "noisy_dataset_hash": tags["dataset.noisy"],
-                "git_commit": tags["git_commit"],
-                "model": model_name,
-                "training_data": data,
-                "parameters": count_parameters(net),
-            }
-        )
-        mlflow.set_tags(
-            {
-                "architecture": model_name,
-                "training_data": data,
-                "run": name,
-                "kind": "training",
-                **tags,
-                **(extra or {}),
-            }
-        )
+    run = mlflow.start_run(experiment_id=experiment, run_name=name)
+    log_dataset_inputs(params, root)
+    mlflow.log_params(flat_params(params))
+    mlflow.log_params(
+        {
+            "dataset_hash": tags["dataset.textures"],
+            "noisy_dataset_hash": tags["dataset.noisy"],
+            "git_commit": tags["git_commit"],
+            "model": model_name,
+            "training_data": data,
+            "parameters": count_parameters(net),
+        }
+    )
+    mlflow.set_tags(
+        {
+            "architecture": model_name,
+            "training_data": data,
+            "run": name,
+            "kind": "training",
+            **tags,
+            **(extra or {}),
+        }
+    )
     return run.info.run_id
 
 
@@ -664,16 +657,6 @@ def load_best(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module
         raise InputError(f"no checkpoint at {path} (train the run first)")
     payload = torch.load(path, map_location=device, weights_only=False)
     return net_from_payload(payload, device), payload
-
-
-def net_from_payload(payload: dict, device: str | torch.device = "cpu") -> nn.Module:
-    """The model a best-checkpoint payload describes, in eval mode."""
-    outputs = outputs_of(payload.get("head", "point"))
-    net = build_model(
-        payload["model_name"], payload["cnn_width"], payload.get("cnn_depth", 3), outputs
-    )
-    net.load_state_dict(payload["model"])
-    return net.to(device).eval()
 
 
 def predict_normalized(

@@ -1,4 +1,6 @@
-"""Model factory: timm ResNet18 / ResNet50, a shallow CNN, or any timm model by name.
+"""Model factory: timm ResNet18 / ResNet50, a shallow CNN, or any timm model by name; and
+what a served model needs of training (rebuilding a checkpoint's network, reading its
+outputs) without importing the training loop, its data stores or the simulator.
 
 All map (B, 3, L, L) -> (B, 3) or (B, 6): the spin components (Sx, Sy, Sz) as channels
 in, the normalized (lambda, K, D) out (and, for a Gaussian head, their log-variances).
@@ -9,11 +11,16 @@ timm names and size-agnostic (convolutional).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
-from spinfer.config import MODEL_NAMES
-from spinfer.errors import ConfigError
+from spinfer.errors import ConfigError, SpinferError
+
+LOGVAR_RANGE = (-14.0, 3.0)  # log-variance of a normalized target: sigma in [1e-3, 4.5]
 
 
 class ShallowCNN(nn.Module):
@@ -48,8 +55,8 @@ class ShallowCNN(nn.Module):
 
 
 def is_known_model(name: str) -> bool:
-    """The grid's names, or a model timm can build."""
-    if name in MODEL_NAMES:
+    """The grid's names (the shallow CNN, timm's ResNets), or a model timm can build."""
+    if name == "cnn":
         return True
     import timm
 
@@ -68,6 +75,8 @@ def build_model(name: str, cnn_width: int = 32, cnn_depth: int = 3, outputs: int
     if name == "cnn":
         return ShallowCNN(cnn_width, outputs=outputs, depth=cnn_depth)
     if not is_known_model(name):
+        from spinfer.config import MODEL_NAMES
+
         raise ConfigError(
             f"unknown model '{name}' (known: {', '.join(MODEL_NAMES)} or a timm model name)"
         )
@@ -78,3 +87,39 @@ def build_model(name: str, cnn_width: int = 32, cnn_depth: int = 3, outputs: int
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def split_output(out: torch.Tensor, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(means, log-variances) of a network output (log-variances None for a point head)."""
+    if head == "gaussian":
+        return out[:, :3], out[:, 3:].clamp(*LOGVAR_RANGE)
+    return out, None
+
+
+def lambda_offset(scaler) -> float:
+    """lambda_N of the reversed texture is offset - lambda_N (1 for a symmetric range)."""
+    return float(-2.0 * scaler.lo[0] / scaler.span[0])
+
+
+def net_from_payload(payload: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The model a best-checkpoint payload describes, in eval mode."""
+    outputs = outputs_of(payload.get("head", "point"))
+    net = build_model(
+        payload["model_name"], payload["cnn_width"], payload.get("cnn_depth", 3), outputs
+    )
+    net.load_state_dict(payload["model"])
+    return net.to(device).eval()
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """Write a checkpoint next to ``path`` and rename it into place: a failed write (disk
+    full, file size limit) leaves the previous file as it was and says so in one line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports failed writes as RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or "the write failed (disk full?)"
+        raise SpinferError(f"cannot write checkpoint {path}: {reason}") from None
