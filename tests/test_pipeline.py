@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -20,6 +22,52 @@ def _sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _ui_shows_the_training_runs_side_by_side(work: Path, champion: str) -> None:
+    """What a user of `mlflow ui` sees, through the REST API the UI itself calls: a
+    model-training experiment whose training runs carry the headline metric, best first."""
+    from spinfer.faults.process import free_port, stop
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{work / 'mlruns' / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow server did not answer"
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{api}/experiments/get-by-name?experiment_name=spinfer") as r:
+            experiment = json.load(r)["experiment"]
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        query = {
+            "experiment_ids": [experiment["experiment_id"]],
+            "filter": "tags.kind = 'training'",
+            "order_by": ["metrics.mae_mean ASC"],
+        }
+        request = urllib.request.Request(
+            f"{api}/runs/search", json.dumps(query).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as r:
+            runs = json.load(r)["runs"]
+    finally:
+        stop(proc)
+    names = [run["info"]["run_name"] for run in runs]
+    assert sorted(names) == ["cnn-clean", "cnn-noisy", "resnet18-clean", "resnet18-noisy"]
+    headline = [{m["key"]: m["value"] for m in run["data"]["metrics"]}["mae_mean"] for run in runs]
+    assert headline == sorted(headline) and all(v > 0 for v in headline)
+    assert all(run["info"]["status"] == "FINISHED" for run in runs)
+    assert names[0] == champion  # the registry ranks by the same headline metric
 
 
 @pytest.mark.slow
@@ -112,6 +160,7 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     assert compact.run_id == champion.run_id  # the compact variant follows the champion
     promotion = json.loads((art / "metrics" / "promotion.json").read_text())
     assert promotion["champion_run"] == champion.tags["run_name"]
+    _ui_shows_the_training_runs_side_by_side(work, promotion["champion_run"])
 
     second = _sh(["dvc", "repro"], work)
     assert second.returncode == 0

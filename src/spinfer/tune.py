@@ -458,3 +458,17 @@ def tuned_overrides(settings: dict[str, Any], params: Params) -> list[str]:
     overrides = [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
     overrides.append(f"train.epochs={json.dumps(epochs)}")
     return overrides
+
+
+def tuned_run(settings: dict[str, Any], base: Params) -> tuple[str, str, list[str]]:
+    """(model, data, overrides) that turn ``base`` into the study winner's run, written
+    under ``<train.out>/tuned`` and ``<train.eval_out>/tuned`` (the tuned stage's outputs)."""
+    return (
+        settings["model"],
+        settings["data"],
+        [
+            *tuned_overrides(settings, base),
+            f"train.out={base.train.out}/tuned",
+            f"train.eval_out={base.train.eval_out}/tuned",
+        ],
+    )

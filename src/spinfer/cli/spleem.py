@@ -81,11 +81,10 @@ def spleem_estimate(
 ) -> None:
     """Estimate lambda, K, D (model units and meV) per panel and per set, fit the domain
     walls, re-simulate at the estimate; figures, tables and an MLflow run."""
-    import shutil
-    import tempfile
+    import contextlib
 
     from spinfer.spleem.estimate import estimate_all, log_run
-    from spinfer.spleem.ingest import ORIENTATIONS
+    from spinfer.spleem.ingest import ORIENTATIONS, single_set
 
     extra = list(overrides or [])
     if stride is not None:
@@ -107,32 +106,21 @@ def spleem_estimate(
         extra.append(f"spleem.out={out.resolve()}")
     cfg = load_config(params, extra)
     root = params.resolve().parent
-    scratch = None
-    if channels or wheel:
-        if channels and len(channels) != 3:
-            raise typer.BadParameter("--channels takes exactly three images (Sx, Sy, Sz)")
-        scratch = Path(tempfile.mkdtemp(prefix="spinfer-spleem-"))
-        name = (channels[0] if channels else wheel).stem
-        folder = scratch / (name if name not in ("sx", "wheel") else "image")
-        folder.mkdir()
-        for src, stem in zip(channels or [wheel], ("sx", "sy", "sz") if channels else ("wheel",),
-                             strict=True):  # fmt: skip
-            if not src.is_file():
-                raise InputError(f"{src}: no such file")
-            (folder / f"{stem}{src.suffix}").symlink_to(src.resolve())
-        data = scratch
-    try:
-        results = estimate_all(
-            cfg, root, data, model, "channels" if not wheel else "wheel", log=False
+    if channels and len(channels) != 3:
+        raise typer.BadParameter(
+            "takes exactly three images (Sx, Sy, Sz)", param_hint="--channels"
         )
+    source = single_set(channels, wheel) if channels or wheel else contextlib.nullcontext(data)
+    try:
+        with source as folder:
+            results = estimate_all(
+                cfg, root, folder, model, "channels" if not wheel else "wheel", log=False
+            )
     except InputError as exc:
         if not (skip_without_model and str(exc).startswith("cannot load model")):
             raise
         _no_model(root / cfg.spleem.out, metrics, str(exc))
         return
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
     if metrics is not None:
         from spinfer.io import atomic_write_text
         from spinfer.spleem.estimate import metrics_of

@@ -103,22 +103,13 @@ def _resolve_run(params: Path, overrides, model: str | None, data: str | None, t
 
 def _tuned_run(params: Path, overrides: list[str] | None, tuned: Path):
     """(model, data, overrides) of a study's winner (tuned.yaml), or None before any study."""
-    from spinfer.tune import load_tuned, tuned_overrides
+    from spinfer.tune import load_tuned, tuned_run
 
     settings = load_tuned(tuned)
     if settings is None:
         return None
-    base = load_config(params, overrides)
-    return (
-        settings["model"],
-        settings["data"],
-        [
-            *(overrides or []),
-            *tuned_overrides(settings, base),
-            f"train.out={base.train.out}/tuned",
-            f"train.eval_out={base.train.eval_out}/tuned",
-        ],
-    )
+    model, data, extra = tuned_run(settings, load_config(params, overrides))
+    return model, data, [*(overrides or []), *extra]
 
 
 @train_app.command()

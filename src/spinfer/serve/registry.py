@@ -149,11 +149,7 @@ def register(params: Params, root: Path | str = ".") -> Registration:
     if existing:
         version = max(existing, key=lambda v: int(v.version))
     else:
-        import mlflow
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+        version = _register(client, _logged_model(client, run.info.run_id, "model"), name)
     tags = {
         "run_name": run.info.run_name,
         "architecture": run.data.tags.get("architecture", ""),
@@ -179,7 +175,6 @@ def register(params: Params, root: Path | str = ".") -> Registration:
 def _compact_version(client, name: str, run_id: str) -> str | None:
     """The ``<name>-compact`` version of ``run_id``, registered on first use; None when
     the run logged no compact model."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     from spinfer.serve.pyfunc import COMPACT_ARTIFACT
@@ -188,11 +183,8 @@ def _compact_version(client, name: str, run_id: str) -> str | None:
     existing = client.search_model_versions(f"name = '{sibling}' and run_id = '{run_id}'")
     if existing:
         return str(max(int(v.version) for v in existing))
-    models = client.search_logged_models(
-        experiment_ids=[client.get_run(run_id).info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' and name = '{COMPACT_ARTIFACT}'",
-    )
-    if not models:
+    model = _logged_model(client, run_id, COMPACT_ARTIFACT)
+    if model is None:
         return None
     try:
         client.get_registered_model(sibling)
@@ -200,10 +192,28 @@ def _compact_version(client, name: str, run_id: str) -> str | None:
         client.create_registered_model(
             sibling, description=f"compact-input variant of '{name}' (same runs and aliases)"
         )
+    return str(_register(client, model, sibling).version)
+
+
+def _logged_model(client, run_id: str, artifact: str):
+    """The MLflow 3 logged model ``artifact`` of a run (its models:/ id), or None."""
+    models = client.search_logged_models(
+        experiment_ids=[client.get_run(run_id).info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' and name = '{artifact}'",
+    )
+    return models[0] if models else None
+
+
+def _register(client, model, name: str):
+    """A new version of ``name`` from a logged model, registered by its own URI (a run's
+    artifact path would make MLflow look for files the run does not hold, and warn)."""
+    import mlflow
+
+    if model is None:
+        raise InputError(f"the run has no logged model to register as '{name}'")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        uri = f"runs:/{run_id}/{COMPACT_ARTIFACT}"
-        return str(mlflow.register_model(uri, sibling).version)
+        warnings.simplefilter("ignore")  # MLflow's notes on registering from a logged model
+        return mlflow.register_model(f"models:/{model.model_id}", name)
 
 
 def _follow(client, name: str, alias: str, version: str) -> str | None:

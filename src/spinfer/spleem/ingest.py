@@ -31,6 +31,10 @@ one half.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,3 +233,26 @@ def panels(
         raise InputError(f"{spin_map.source}: no {size}x{size} panel is {min_trusted:.0%} trusted")
     tiles = np.stack([spin_map.spins[x : x + size, y : y + size] for x, y in corners])
     return tiles, corners
+
+
+@contextlib.contextmanager
+def single_set(channels: list[Path] | None, wheel: Path | None) -> Iterator[Path]:
+    """A temporary folder of image sets holding the one set given as files (three channel
+    images Sx, Sy, Sz, or one colour-wheel image), linked under the names a set folder
+    uses; removed afterwards."""
+    if channels is not None and len(channels) != 3:
+        raise InputError("--channels takes exactly three images (Sx, Sy, Sz)")
+    files, stems = (channels, ("sx", "sy", "sz")) if channels else ([wheel], ("wheel",))
+    for src in files:
+        if not Path(src).is_file():
+            raise InputError(f"{src}: no such file")
+    scratch = Path(tempfile.mkdtemp(prefix="spinfer-spleem-"))
+    try:
+        name = Path(files[0]).stem
+        folder = scratch / (name if name not in ("sx", "wheel") else "image")
+        folder.mkdir()
+        for src, stem in zip(files, stems, strict=True):
+            (folder / f"{stem}{Path(src).suffix}").symlink_to(Path(src).resolve())
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
