@@ -18,8 +18,8 @@ import yaml
 from tests.conftest import ROOT
 
 
-def _sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
+def _sh(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore", **extra}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
@@ -167,6 +167,25 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     assert "Running stage" not in second.stdout, second.stdout
     status = _sh(["dvc", "status"], work)
     assert "up to date" in status.stdout, status.stdout
+
+    # `dvc exp run --temp` (and --queue) runs in a copy of the project, without mlruns/:
+    # pointed at the project's store, its training runs and registry changes land there
+    (work / ".gitignore").write_text("/mlruns\n")
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"],
+    ):
+        assert _sh(cmd, work).returncode == 0
+    store = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    exp = _sh(
+        ["dvc", "exp", "run", "--temp", "-S", "train.beta=0.5"], work, MLFLOW_TRACKING_URI=store
+    )  # train.beta: a key the tiny overlay leaves alone, so every training starts afresh
+    assert exp.returncode == 0, exp.stdout + exp.stderr
+    runs = mlflow.MlflowClient(store).search_runs(
+        [client.get_experiment_by_name("spinfer").experiment_id], "tags.kind = 'training'"
+    )
+    assert len(runs) == 8, [r.info.run_name for r in runs]  # the grid's 4, then the exp's 4
+    assert sorted(r.data.params["train.beta"] for r in runs) == ["0.5"] * 4 + ["1.0"] * 4
 
     # each stage tracks the active profile's overlay and the keys that change its results:
     # editing another profile, or where training runs, reruns nothing
