@@ -602,10 +602,13 @@ def study_two_workers(lab: Lab) -> Outcome:
 
 
 def study_worker_killed(lab: Lab) -> Outcome:
-    """SIGKILL an Optuna worker mid-trial, rerun: the orphan is failed, the study goes on."""
+    """SIGKILL an Optuna worker mid-trial, rerun: the orphan is failed (its MLflow run says
+    why), the study goes on."""
+    import mlflow
     import optuna
     from optuna.trial import TrialState
 
+    from spinfer.tracking import resolve_uri
     from spinfer.tune import open_storage
 
     lab.data()
@@ -633,7 +636,12 @@ def study_worker_killed(lab: Lab) -> Outcome:
     again = lab.cli(*cmd, "--trials", "1", "--set", "tune.epochs=1")
     study = optuna.load_study(study_name="doctor", storage=open_storage(params.tune, lab.root))
     states = [t.state.name for t in study.trials]
-    orphan = study.trials[0].user_attrs.get("failure", "") if study.trials else ""
+    orphan = ""
+    if running:
+        client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, lab.root))
+        orphan = client.get_run(running[0].user_attrs["mlflow_run_id"]).data.tags.get(
+            "failure", ""
+        )
     ok = bool(running) and again.returncode == 0 and states[:1] == ["FAIL"]
     ok = ok and "orphaned" in orphan and states[-1] in ("COMPLETE", "PRUNED")
     return Outcome(
