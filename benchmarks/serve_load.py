@@ -89,9 +89,9 @@ def run_uris(params, root: Path, run_name: str) -> tuple[str, str]:
     """``runs:/`` URIs of the newest training run called ``run_name``."""
     import mlflow
 
-    from spinfer.tracking import resolve_uri
+    from spinfer.tracking import store_uri
 
-    client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, root))
+    client = mlflow.MlflowClient(store_uri(params, root))
     experiment = client.get_experiment_by_name(params.tracking.experiment)
     if experiment is None:
         raise SystemExit(f"no experiment {params.tracking.experiment!r}: run `make run` first")
@@ -109,7 +109,7 @@ def run_uris(params, root: Path, run_name: str) -> tuple[str, str]:
 def main() -> None:
     from spinfer.config import load_params
     from spinfer.serve.registry import compact_name
-    from spinfer.tracking import resolve_uri
+    from spinfer.tracking import store_uri
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40)
@@ -126,7 +126,7 @@ def main() -> None:
     else:
         uris = run_uris(params, root, args.run)
         print(f"serving run {args.run}: {uris[0]} and {uris[1]}")
-    tracking = resolve_uri(params.tracking.uri, root)
+    tracking = store_uri(params, root)
     out = {}
     for uri, encodings in ((uris[0], ("tensor",)), (uris[1], ("compact", "parquet"))):
         from spinfer.faults.process import free_port

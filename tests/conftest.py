@@ -56,7 +56,8 @@ def tiny_params(*overrides: str):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
-    """A tiny texture store, split file and noisy store, made once by the real pipeline."""
+    """A tiny texture store, split file and noisy stores (training and test copies), made
+    once by the real pipeline."""
     from spinfer.data.generate import generate
     from spinfer.data.noise import make_noisy
     from spinfer.data.split import make_splits
@@ -67,10 +68,12 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
         "textures": root / "textures.zarr",
         "splits": root / "splits.json",
         "noisy": root / "noisy.zarr",
+        "test_noise": root / "test_noise.zarr",
     }
     generate(params, paths["textures"], workers=2, progress=False)
     make_splits(paths["textures"], params.dataset.split, params.base.seed, paths["splits"])
     make_noisy(params, paths["textures"], paths["splits"], paths["noisy"], progress=False)
+    make_noisy(params, paths["textures"], paths["splits"], paths["test_noise"], False, part="test")
     return paths
 
 
@@ -99,5 +102,8 @@ def logged_model_and_test_spins(root: Path, params, run_id: str, n: int):
     mlflow.set_tracking_uri(resolve_uri(params.tracking.uri, root))
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     art = root / "artifacts"
-    ds = open_dataset("test", 0.0, art / "textures.zarr", art / "noisy.zarr", art / "splits.json")
+    ds = open_dataset(
+        "test", 0.0, art / "textures.zarr", splits=art / "splits.json",
+        test_noise=art / "test_noise.zarr",
+    )  # fmt: skip
     return model, ds, np.stack([ds.spins(i) for i in range(n)]).astype(np.float32)

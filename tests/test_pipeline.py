@@ -68,6 +68,9 @@ def _ui_shows_the_training_runs_side_by_side(work: Path, champion: str) -> None:
     assert headline == sorted(headline) and all(v > 0 for v in headline)
     assert all(run["info"]["status"] == "FINISHED" for run in runs)
     assert names[0] == champion  # the registry ranks by the same headline metric
+    for run in runs:  # a short set per run: headline, external headline, curves over epochs/Ts
+        keys = {m["key"] for m in run["data"]["metrics"]}
+        assert len(keys) <= 32 and {"mae_mean", "external_mae_over_centre_K", "test_ts"} <= keys
 
 
 @pytest.mark.slow
@@ -103,14 +106,14 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
         assert _sh(cmd, work).returncode == 0
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
-    stages = ("generate", "split", "noise", "report", "tuned", "compare", "register", "promote",
-              "spleem", "spleem_foreign")  # fmt: skip
+    stages = ("generate", "split", "noise", "test_noise", "report", "tuned", "compare",
+              "register", "promote", "spleem", "spleem_foreign")  # fmt: skip
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     for model in ("resnet18", "resnet50", "cnn"):
         for data in ("noisy", "clean"):
-            assert f"Running stage 'train@{model}-{data}'" in first.stdout, first.stdout
-            assert f"Running stage 'external@{model}-{data}'" in first.stdout, first.stdout
+            for stage in ("train", "evaluate", "external"):
+                assert f"Running stage '{stage}@{model}-{data}'" in first.stdout, first.stdout
             evald = work / "artifacts" / "eval" / f"{model}-{data}"
             ext = json.loads((evald / "external.json").read_text())
             best = work / "artifacts" / "models" / f"{model}-{data}" / "best.pt"
@@ -196,9 +199,32 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     status = _sh(["dvc", "status"], work)
     assert "up to date" in status.stdout, status.stdout
 
-    # a change to the noise levels touches the noise stage only (the stages after it
-    # follow through their data dependencies); generation and split stay as they are
+    # a change to the test noise levels touches the test copies only: every run is
+    # evaluated again on them, and nothing is generated, split or trained again
     raw["noise"]["test_levels"] = [0.0, 0.5, 1.0]
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     status = _sh(["dvc", "status", "--json"], work)
-    assert set(json.loads(status.stdout)) == {"noise"}, status.stdout
+    assert set(json.loads(status.stdout)) == {"test_noise"}, status.stdout
+    third = _sh(["dvc", "repro"], work)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "Running stage 'evaluate@cnn-noisy'" in third.stdout, third.stdout
+    for stage in ("generate", "split", "noise", "train@", "external@"):
+        assert f"Running stage '{stage}" not in third.stdout, third.stdout
+    curve = json.loads((art / "eval" / "cnn-noisy" / "mae_vs_ts.json").read_text())
+    assert [row["ts"] for row in curve] == [0.0, 0.5, 1.0]
+
+
+def test_training_and_evaluation_stages_depend_on_what_decides_them():
+    """Train tracks the code that decides the weights (loop.TRAINING_SOURCES, the predictor
+    it packs) and no test data; evaluation tracks the test copies and no training code."""
+    from spinfer.train.fingerprint import TRAINING_SOURCES
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    train, evaluate = stages["train"], stages["evaluate"]
+    assert {f"src/spinfer/{s}" for s in TRAINING_SOURCES} <= set(train["deps"])
+    assert "src/spinfer/train/bundle.py" in train["deps"]
+    assert not any("test_noise" in d or "evaluate" in d for d in train["deps"])
+    assert "artifacts/test_noise.zarr" in evaluate["deps"]
+    assert "src/spinfer/train/loop.py" not in evaluate["deps"]
+    assert "noise.test_levels" in stages["test_noise"]["params"]
+    assert not any(p.startswith("noise.test") for p in stages["noise"]["params"])

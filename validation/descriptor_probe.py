@@ -38,7 +38,7 @@ from spinfer.data.dataset import noise_levels, open_dataset
 from spinfer.data.descriptors import bond_descriptors
 from spinfer.data.noise import add_noise
 from spinfer.physics.inverse import COUPLINGS
-from spinfer.train.loop import data_paths
+from spinfer.train.runs import data_paths
 
 TRAINING = ("noisy", "clean")
 PROTOCOLS = ("paper", "seen", "held_out")
@@ -149,7 +149,7 @@ def main() -> None:
     print(f"descriptor probe: {len(spins)} training textures x {args.draws} noise draws, "
           f"{len(sets)} parameter sets ({len(half)} in the half)")  # fmt: skip
 
-    levels = noise_levels(paths["noisy"])
+    levels = noise_levels(paths["test_noise"])
     result = {"draws": args.draws, "sets": len(sets), "half_sets": len(half),
               "levels": [], "kinds_ts0": {}}  # fmt: skip
     masks = {"paper": np.ones(len(test_ids), bool), "seen": np.isin(test_ids, half),

@@ -195,6 +195,7 @@ def main() -> None:
         "textures": root / params.dataset.out,
         "noisy": root / params.noise.out,
         "splits": root / "artifacts" / "splits.json",
+        "test_noise": root / params.noise.test_out,
     }
     train, val = open_dataset("train", "noisy", **paths), open_dataset("val", "noisy", **paths)
     test = open_dataset("test", 0.0, **paths)

@@ -24,7 +24,7 @@ from spinfer.config import load_params
 from spinfer.data.dataset import noise_levels, open_dataset
 from spinfer.data.grid import resolve_kshape_factor
 from spinfer.physics.inverse import COUPLINGS, torque_balance
-from spinfer.train.loop import data_paths
+from spinfer.train.runs import data_paths
 
 
 def score(ds, every: int) -> dict:
@@ -81,7 +81,7 @@ def main() -> None:
         f"  weakest direction dK/dD (median) {clean['weakest_dK_over_dD_median']:.2f}, "
         f"Kshape/D {kshape_over_d:.2f}"
     )
-    levels = noise_levels(paths["noisy"])
+    levels = noise_levels(paths["test_noise"])
     result["levels"] = []
     for level in levels:
         r = score(open_dataset("test", level, **paths), args.every)

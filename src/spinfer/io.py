@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -81,3 +82,16 @@ def remove_if_empty(path: Path | str) -> None:
     """Remove a directory if it exists and is empty (scratch folders after a finished job)."""
     with contextlib.suppress(OSError):
         Path(path).rmdir()
+
+
+def source_hash(package: str, names: tuple[str, ...] | list[str]) -> str:
+    """sha256 over the named source files of ``package`` (each file's name, then its bytes):
+    the code half of an artefact's identity (a texture store, a training checkpoint)."""
+    from importlib import resources
+
+    digest = hashlib.sha256()
+    folder = resources.files(package)
+    for name in names:
+        digest.update(name.encode())
+        digest.update(folder.joinpath(name).read_bytes())
+    return digest.hexdigest()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from spinfer.config import Params, to_dict
 from spinfer.errors import InputError
+from spinfer.io import atomic_write_text
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -70,13 +72,9 @@ def _artifact_location(params: Params, root: Path, uri: str) -> Path | None:
 
 def setup_tracking(params: Params, root: Path | str = ".") -> str:
     """Point MLflow at the store, create it and the experiment once; returns the id."""
-    import logging
-
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     root = Path(root)
     uri = store_uri(params, root)
     use_store(uri)
@@ -95,8 +93,8 @@ def setup_tracking(params: Params, root: Path | str = ".") -> str:
                 tags=EXPERIMENT_KIND,
             )
         if experiment.tags.get("mlflow.experimentKind") is None:  # stores made before the tag
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *next(
-                iter(EXPERIMENT_KIND.items())))  # fmt: skip
+            for key, value in EXPERIMENT_KIND.items():
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     except MlflowException as exc:
         raise InputError(f"cannot open the MLflow tracking store {uri}: {exc}") from None
@@ -105,16 +103,42 @@ def setup_tracking(params: Params, root: Path | str = ".") -> str:
         raise InputError(f"cannot open the MLflow tracking store {uri}: {first}") from None
 
 
+#: the config keys that decide a training run's weights, logged as MLflow params (the columns
+#: the UI compares runs by); the whole resolved config is logged beside them as a file
+RUN_PARAMS = {
+    "base": ("seed",),
+    "physics": ("size", "kshape_factor"),
+    "dataset": ("sets", "per_set", "engine"),
+    "schedule": ("randomize",),
+    "noise": ("amplitude", "microscope"),
+}
+#: train.* keys that say where and how fast, not what is learned
+_TRAIN_PLACES = ("out", "eval_out", "device", "loader_workers", "grid")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def flat_params(params: Params) -> dict[str, str]:
-    """The whole resolved config as flat ``section.key`` -> string (MLflow params)."""
+    """The keys that decide a run (``RUN_PARAMS`` and every train.* key but the places) as
+    flat ``section.key`` -> string MLflow params."""
+    config = to_dict(params)
     out: dict[str, str] = {"profile": params.profile}
-    for section, values in to_dict(params).items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                out[f"{section}.{key}"] = (
-                    json.dumps(value) if not isinstance(value, str) else value
-                )
+    for section, keys in RUN_PARAMS.items():
+        out.update({f"{section}.{k}": _text(config[section][k]) for k in keys})
+    for key, value in config["train"].items():
+        if key not in _TRAIN_PLACES:
+            out[f"train.{key}"] = _text(value)
     return out
+
+
+def log_config(params: Params) -> None:
+    """The whole resolved config into the active run as ``config/params.yaml``."""
+    import mlflow
+
+    plain = json.loads(json.dumps(to_dict(params)))  # tuples as lists: plain YAML
+    mlflow.log_dict(plain, "config/params.yaml")
 
 
 def dataset_hash(root: Path, path: str) -> str:
@@ -136,18 +160,20 @@ def dataset_hash(root: Path, path: str) -> str:
     return "unknown"
 
 
-def log_dataset_inputs(params: Params, root: Path) -> None:
+def log_dataset_inputs(params: Params, root: Path, tags: dict[str, Any]) -> None:
     """The active run's datasets as MLflow inputs (the UI's Datasets column): the texture
-    store and the noisy store, by path and content hash (dvc.lock's md5 or the manifest's
-    sha256, shortened to MLflow's 36 characters)."""
+    store and the training copies, by path and the content hash of ``provenance_tags``
+    (dvc.lock's md5 or the manifest's sha256, shortened to MLflow's 36 characters)."""
     import warnings
 
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    for path in (params.dataset.out, params.noise.out):
-        digest = dataset_hash(root, path).split(":")[-1].removesuffix(".dir")[:32]
+    stores = ((params.dataset.out, tags["dataset.textures"]),
+              (params.noise.out, tags["dataset.noisy"]))  # fmt: skip
+    for path, digest in stores:
+        digest = digest.split(":")[-1].removesuffix(".dir")[:32]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "can be interpreted in multiple ways"
             source = resolve_dataset_source(str((root / path).resolve()))
@@ -163,5 +189,38 @@ def provenance_tags(params: Params, root: Path) -> dict[str, Any]:
         "git_commit": git_commit(root),
         "dataset.textures": dataset_hash(root, params.dataset.out),
         "dataset.noisy": dataset_hash(root, params.noise.out),
+        "dataset.test_noise": dataset_hash(root, params.noise.test_out),
         "profile": params.profile,
     }
+
+
+def run_exists(run_id: str) -> bool:
+    """True when the current tracking store holds the run ``run_id``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def recorded_run(record: Path, create: Callable[[], str], **extra: Any) -> str:
+    """The MLflow run whose id the JSON file ``record`` keeps, while the store holds it;
+    otherwise a new one, ``create()`` (its id), written to ``record`` with ``extra``.
+
+    How a parent run (an ensemble's, an ablation's, a study's) is found again when its work
+    resumes: by the id it recorded, never by a search over tags.
+    """
+    if record.is_file():
+        try:
+            run_id = json.loads(record.read_text()).get("run_id")
+        except (OSError, json.JSONDecodeError):
+            run_id = None
+        if run_id and run_exists(run_id):
+            return run_id
+    run_id = create()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps({"run_id": run_id, **extra}) + "\n")
+    return run_id

@@ -26,9 +26,9 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 import socket
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +42,8 @@ from spinfer.errors import ConfigError, InputError, TrainingDiverged
 from spinfer.io import atomic_write_text
 
 TUNED_HEADER = "# the best trial of an Optuna study; retrained by `dvc repro` (stage tuned)\n"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -186,18 +188,11 @@ def _parent_run(params: Params, root: Path, study_name: str, storage_file: Path)
     """The study's MLflow parent run, created once (under a lock) and reused on resume."""
     import mlflow
 
-    from spinfer.tracking import flat_params, provenance_tags, setup_tracking
+    from spinfer.tracking import flat_params, provenance_tags, recorded_run, setup_tracking
 
     tracking = dataclasses.replace(params.tracking, experiment=params.tune.experiment)
-    with _locked(storage_file.with_suffix(".lock")):  # one process creates store and run
-        experiment = setup_tracking(dataclasses.replace(params, tracking=tracking), root)
-        found = mlflow.search_runs(
-            [experiment],
-            filter_string=f"tags.kind = 'study' and tags.`optuna.study` = '{study_name}'",
-            output_format="list",
-        )
-        if found:
-            return found[0].info.run_id
+
+    def create() -> str:
         with mlflow.start_run(experiment_id=experiment, run_name=f"study-{study_name}") as run:
             mlflow.set_tags(
                 {"kind": "study", "optuna.study": study_name, **provenance_tags(params, root)}
@@ -206,12 +201,18 @@ def _parent_run(params: Params, root: Path, study_name: str, storage_file: Path)
             mlflow.log_params({**flat_params(params), **space})
         return run.info.run_id
 
+    with _locked(storage_file.with_suffix(".lock")):  # one process creates store and run
+        experiment = setup_tracking(dataclasses.replace(params, tracking=tracking), root)
+        record = storage_file.parent / f"{study_name}.run.json"
+        return recorded_run(record, create, study=study_name)
+
 
 def make_objective(params: Params, root: Path, study_name: str, parent: str, progress: bool):
     import mlflow
     import optuna
 
-    from spinfer.train.loop import check_run, train_run
+    from spinfer.train.loop import train_run
+    from spinfer.train.runs import check_run
 
     tune = params.tune
 
@@ -293,8 +294,6 @@ def tune(
     params: Params, study_name: str, trials: int, root: Path | str = ".", progress: bool = False
 ) -> StudySummary:
     """Run ``trials`` more trials of ``study_name`` (created or continued)."""
-    import logging
-
     import optuna
 
     if trials < 1:
@@ -307,8 +306,6 @@ def tune(
     unknown = [m for m in params.tune.models if not is_known_model(m)]
     if unknown:
         raise ConfigError(f"tune.models: unknown model '{unknown[0]}' (not a timm model name)")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     storage_file = storage_path(params.tune, root)
     tune_cfg = params.tune
     pruner = optuna.pruners.MedianPruner(
@@ -326,7 +323,7 @@ def tune(
     parent = _parent_run(params, root, study_name, storage_file)
     orphans = fail_orphans(study)
     if orphans:
-        print(f"tune: marked orphaned trials {orphans} as failed", file=sys.stderr)
+        log.warning("tune: marked orphaned trials %s as failed", orphans)
     objective = make_objective(params, root, study_name, parent, progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -17,9 +17,7 @@ from spinfer.errors import InputError
 
 
 def _open(tiny_data, split, noise="clean"):
-    return open_dataset(
-        split, noise, tiny_data["textures"], tiny_data["noisy"], tiny_data["splits"]
-    )
+    return open_dataset(split, noise, **tiny_data)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +118,7 @@ def test_dataloader_with_worker_processes(tiny_data):
 
 
 def test_noise_levels_and_bad_requests(tiny_data, tmp_path):
-    assert noise_levels(tiny_data["noisy"]) == pytest.approx([0.1 * i for i in range(11)])
+    assert noise_levels(tiny_data["test_noise"]) == pytest.approx([0.1 * i for i in range(11)])
     with pytest.raises(InputError, match="unknown split"):
         _open(tiny_data, "holdout")
     with pytest.raises(InputError, match="fixed levels"):

@@ -93,6 +93,8 @@ def test_noise_overlap_matches_the_analytic_mean():
 
 def test_noisy_store_layout_and_amplitudes(tiny_data):
     group = open_store(tiny_data["noisy"])
+    tests = open_store(tiny_data["test_noise"])
+    assert set(group) == {"train", "val"} and set(tests) == {"test"}  # apart: levels train nothing
     params = tiny_params()
     doc = load_splits(tiny_data["splits"])
     raw = open_store(tiny_data["textures"])
@@ -109,14 +111,14 @@ def test_noisy_store_layout_and_amplitudes(tiny_data):
         np.testing.assert_allclose(np.linalg.norm(sub["spins"][:], axis=-1), 1.0, atol=1e-5)
         np.testing.assert_array_equal(sub["params"][:], raw["params"][:][doc[split]])
     for level in params.noise.test_levels:
-        sub = group[f"test/{level_group(level)}"]
+        sub = tests[f"test/{level_group(level)}"]
         np.testing.assert_array_equal(sub["amplitude"][:], level)
         assert sub["spins"].shape[0] == len(doc["test"])
     clean = raw["spins"].oindex[np.asarray(doc["test"])]
-    np.testing.assert_allclose(group["test/ts_0.00/spins"][:], clean, atol=1e-6)
+    np.testing.assert_allclose(tests["test/ts_0.00/spins"][:], clean, atol=1e-6)
     # overlap with the clean texture falls with Ts
     overlaps = [
-        float((group[f"test/{level_group(t)}/spins"][:] * clean).sum(-1).mean())
+        float((tests[f"test/{level_group(t)}/spins"][:] * clean).sum(-1).mean())
         for t in params.noise.test_levels
     ]
     assert all(np.diff(overlaps) < 0)
@@ -128,6 +130,17 @@ def test_noisy_store_is_reproduced_bit_for_bit(tmp_path, tiny_data):
     a = (tiny_data["noisy"] / MANIFEST).read_text()
     assert (tmp_path / "n.zarr" / MANIFEST).read_text() == a
     assert not (tmp_path / ".partial").exists()
+
+
+def test_a_test_level_copy_does_not_depend_on_the_other_levels(tmp_path, tiny_data):
+    params = tiny_params("noise.test_levels=[0.3, 1.0]")
+    make_noisy(
+        params, tiny_data["textures"], tiny_data["splits"], tmp_path / "t.zarr", part="test"
+    )
+    ours, full = open_store(tmp_path / "t.zarr"), open_store(tiny_data["test_noise"])
+    assert set(ours["test"]) == {"ts_0.30", "ts_1.00"}
+    for group in ("test/ts_0.30/spins", "test/ts_1.00/spins"):
+        np.testing.assert_array_equal(ours[group][:], full[group][:])
 
 
 def test_noise_refuses_a_split_file_of_another_store(tmp_path, tiny_data):

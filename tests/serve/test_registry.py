@@ -15,6 +15,7 @@ from spinfer.errors import InputError
 from spinfer.serve.predict import read_spin_images
 from spinfer.serve.registry import best_run, promote, register, rollback
 from spinfer.tracking import resolve_uri
+from spinfer.train.bundle import finish_run
 from spinfer.train.evaluate import evaluate_and_log
 from spinfer.train.loop import train_run
 from tests.conftest import make_project
@@ -28,6 +29,7 @@ def project(tmp_path_factory, tiny_data):
     params = load_params(params_path)
     for data in ("noisy", "clean"):
         result = train_run(params, "cnn", data, root, progress=False)
+        finish_run(params, "cnn", data, root, result.run_id)
         evaluate_and_log(params, "cnn", data, root, result.run_id)
     client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, root))
     return {"root": root, "params_path": params_path, "params": params, "client": client}
@@ -129,15 +131,18 @@ def test_a_worse_challenger_is_kept_out_then_a_better_one_wins_and_rollback_work
     _same_run_in_both_names(client, "champion", "previous")
 
 
-def test_scoring_runs_without_the_source_tree(project):
+def test_scoring_runs_without_the_source_tree(project, capfd):
     from spinfer.serve.registry import score_in_clean_process
 
     params, root = project["params"], project["root"]
     register(params, root)
     promote(params, root)
-    score = score_in_clean_process(params, root, "models:/spinfer@champion")
+    capfd.readouterr()
+    score = score_in_clean_process(params, root, "models:/spinfer@champion", progress=True)
     assert "/code/spinfer/" in score["code"] and "/src/spinfer/" not in score["code"]
     assert len(score["per_level"]) == 11 and score["mae_mean"] > 0
+    shown = capfd.readouterr().err  # the clean process's progress bar reaches our stderr
+    assert "score models:/spinfer@champion" in shown and "11/11" in shown
 
 
 def test_a_model_that_imports_an_undeclared_package_is_refused(project, monkeypatch):

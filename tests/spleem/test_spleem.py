@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from spinfer.errors import InputError
+from spinfer.physics.observables import sz_period
 from spinfer.spleem.ingest import (
     ORIENTATIONS,
     from_channels,
@@ -18,7 +19,7 @@ from spinfer.spleem.ingest import (
     wheel_rgb,
 )
 from spinfer.spleem.units import MU_B, Film, to_physical
-from spinfer.spleem.walls import domain_period, fit_walls, wall_character
+from spinfer.spleem.walls import fit_walls, wall_character
 from tests.conftest import DATA, smooth_texture
 
 
@@ -131,7 +132,13 @@ def test_tanh_wall_width_is_recovered(w):
 
 def test_domain_period_of_stripes():
     sz = _texture(n=120, period=24.0)[..., 2]
-    assert domain_period(sz) == pytest.approx(24.0, rel=0.1)
+    assert sz_period(sz) == pytest.approx(24.0, rel=0.1)
+    # a rectangular image with dead pixels (filled with the mean) reads the same period
+    mask = np.ones((120, 96), dtype=bool)
+    mask[10:20, 30:40] = False
+    cut = np.where(mask, sz[:, :96], 5.0)
+    assert sz_period(cut, mask) == pytest.approx(24.0, rel=0.1)
+    assert sz_period(np.ones((40, 30))) == float("inf")
 
 
 @pytest.mark.parametrize("orientation", ORIENTATIONS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -93,7 +95,7 @@ def test_metrics_are_zero_for_the_truth_and_one_for_the_range_centre(tmp_path):
 def test_external_cli_errors_are_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     args = ("train", "external", "--params", str(tmp_path / "params.yaml"))
-    _one_error_line(run(*args, "--model", "cnn", "--data", "noisy"), 1, "no evaluated predictor")
+    _one_error_line(run(*args, "--model", "cnn", "--data", "noisy"), 1, "no trained predictor")
     off = run(*args, "--model", "cnn", "--data", "noisy", "--set", "external.data=null")
     _one_error_line(off, 1, "external.data is null")
     _one_error_line(run(*args, "--model", "nope", "--data", "noisy"), 1, "nope")
@@ -101,3 +103,15 @@ def test_external_cli_errors_are_one_line(tmp_path):
     (tmp_path / "tuned.yaml").write_text("")
     nothing = run(*args, "--tuned", str(tmp_path / "tuned.yaml"))
     assert nothing.returncode == 0 and "nothing to do" in nothing.stderr, nothing.stderr
+
+
+def test_evaluate_cli_errors_are_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    args = ("train", "evaluate", "--params", str(tmp_path / "params.yaml"))
+    _one_error_line(run(*args, "--model", "cnn", "--data", "noisy"), 1, "no trained predictor")
+    _one_error_line(run(*args, "--model", "cnn", "--data", "wet"), 1, "wet")
+    _one_error_line(run(*args), 2, "--model")
+    skipped = run(*args, "--model", "resnet50", "--data", "noisy")  # not in train.grid
+    assert skipped.returncode == 0, skipped.stderr
+    metrics = json.loads((tmp_path / "artifacts/eval/resnet50-noisy/metrics.json").read_text())
+    assert metrics["skipped"] and "train.grid" in metrics["reason"]

@@ -14,10 +14,12 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from spinfer.config import load_params
 from spinfer.tracking import resolve_uri
-from spinfer.train.evaluate import evaluate_and_log
+from spinfer.train.bundle import finish_run
+from spinfer.train.evaluate import HEADLINE, evaluate_and_log
 from spinfer.train.loop import train_run
 from tests.conftest import logged_model_and_test_spins, make_project
 
@@ -44,6 +46,7 @@ def trained(tmp_path_factory, tiny_data):
     params_path = make_project(root, tiny_data)
     params = load_params(params_path)
     result = train_run(params, "cnn", "noisy", root, progress=False)
+    finish_run(params, "cnn", "noisy", root, result.run_id)
     ev = evaluate_and_log(params, "cnn", "noisy", root, result.run_id)
     return {"root": root, "params_path": params_path, "result": result, "ev": ev}
 
@@ -54,8 +57,17 @@ def test_training_writes_best_and_last_checkpoints(trained):
     assert result.paths.best.is_file() and result.paths.last.is_file()
     best = torch.load(result.paths.best, weights_only=False)
     assert best["model_name"] == "cnn" and best["epoch"] == result.state.best_epoch
-    assert best["val_loss"] == pytest.approx(min(h["val_loss"] for h in result.state.history))
+    assert best["val_mse"] == pytest.approx(min(h["val_mse"] for h in result.state.history))
     assert set(best["scaler"]) >= {"min", "max"}
+
+
+def test_evaluation_shows_progress_when_asked(trained, capfd):
+    from spinfer.train.evaluate import evaluate_run
+
+    params = load_params(trained["params_path"])
+    ev = evaluate_run(params, "cnn", "noisy", trained["root"], progress=True)
+    assert "evaluate cnn-noisy" in capfd.readouterr().err
+    np.testing.assert_array_equal(ev.mae, trained["ev"].mae)  # the same numbers, from model.pt
 
 
 def test_evaluation_files_for_dvc(trained):
@@ -78,12 +90,23 @@ def test_mlflow_run_has_params_tags_curves_figures_and_model(trained):
     params = load_params(trained["params_path"])
     assert run.data.params["train.lr"] == str(params.train.lr)
     assert run.data.params["profile"] == "tiny"
-    assert run.data.params["dataset_hash"].startswith(("md5:", "sha256:"))
-    assert run.data.params["git_commit"]
-    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+    assert "train.out" not in run.data.params and "tracking.uri" not in run.data.params
+    assert run.data.tags["dataset.textures"].startswith(("md5:", "sha256:"))
+    assert run.data.tags["git_commit"] and run.data.tags["dataset.test_noise"]
+    config = yaml.safe_load(
+        mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/params.yaml")
+    )
+    assert config["train"]["out"] == params.train.out  # the whole config, as a file
+    assert len(client.get_metric_history(run.info.run_id, "train_objective")) == 2
     steps = client.get_metric_history(run.info.run_id, "test_mae_K")
-    assert sorted(m.step for m in steps) == list(range(11))
-    assert "baseline_mae_lambda" in run.data.metrics and "pca_explained_0" in run.data.metrics
+    assert sorted(m.step for m in steps) == [10 * i for i in range(11)]  # Ts in hundredths
+    ts = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "test_ts")}
+    assert ts[30] == pytest.approx(0.3)  # the chart view's metric x-axis
+    # a short headline set in the UI; every other number in the logged metrics.json
+    assert set(HEADLINE) <= set(run.data.metrics)
+    assert "baseline_mae_lambda" not in run.data.metrics and len(run.data.metrics) <= 32
+    full = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/evaluation/metrics.json")
+    assert full["baseline_mae_lambda"] > 0 and "pca_component_0_dK" in full
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert arts >= {"figures/mae_vs_ts.png", "figures/error_heatmaps.png", "figures/error_pca.png"}
     ckpts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
@@ -91,11 +114,15 @@ def test_mlflow_run_has_params_tags_curves_figures_and_model(trained):
     assert run.info.status == "FINISHED"
     inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"textures.zarr", "noisy.zarr"}
-    assert run.data.params["dataset_hash"].split(":")[1].startswith(inputs["textures.zarr"].digest)
+    assert (
+        run.data.tags["dataset.textures"].split(":")[1].startswith(inputs["textures.zarr"].digest)
+    )
     kind = client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"]
     assert kind == "custom_model_development"
-    tables = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"mae_vs_ts.json", "error_pca.json"} <= tables
+    tables = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/mae_vs_ts.json", "evaluation/error_pca.json"} <= tables
+    record = json.loads((trained["result"].paths.out / "run.json").read_text())
+    assert record["run_id"] == run.info.run_id  # the evaluation stages find the run by it
 
 
 def test_logged_model_returns_physical_parameters(trained):
@@ -177,13 +204,13 @@ def test_onecycle_schedule_decays_and_resumes_bit_identically(tmp_path, tiny_dat
 def test_changed_training_code_does_not_resume_an_old_checkpoint(tmp_path, tiny_data, monkeypatch):
     """dvc repro reruns a train stage when its code changes, and its checkpoints persist:
     the fingerprint holds the training code's hash so the rerun starts afresh."""
-    from spinfer.train import loop
+    from spinfer.train import fingerprint
 
-    assert set(loop.TRAINING_SOURCES) >= {"train/loop.py", "data/dataset.py"}
+    assert set(fingerprint.TRAINING_SOURCES) >= {"train/loop.py", "data/dataset.py"}
     params = load_params(make_project(tmp_path, tiny_data), ["train.epochs={cnn: 1}"])
     first = train_run(params, "cnn", "noisy", tmp_path, progress=False)
     assert first.state.epoch == 1
-    monkeypatch.setattr(loop, "training_source_hash", lambda: "edited")
+    monkeypatch.setattr(fingerprint, "training_source_hash", lambda: "edited")
     again = train_run(
         load_params(tmp_path / "params.yaml"), "cnn", "noisy", tmp_path, progress=False
     )
@@ -205,7 +232,7 @@ def test_a_lost_tracking_store_gets_a_new_run_with_the_history(tmp_path, tiny_da
     with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as db:
         runs = db.execute("SELECT run_uuid FROM runs WHERE name = 'cnn-clean'").fetchall()
         assert len(runs) == 1 and runs[0][0] != first.run_id
-        query = "SELECT count(*) FROM metrics WHERE key = 'train_loss' AND run_uuid = ?"
+        query = "SELECT count(*) FROM metrics WHERE key = 'train_objective' AND run_uuid = ?"
         assert db.execute(query, runs[0]).fetchone()[0] == 2
 
 

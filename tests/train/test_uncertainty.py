@@ -16,6 +16,7 @@ from torch import nn
 from spinfer.config import load_params
 from spinfer.data.symmetry import apply_symmetry, group_elements
 from spinfer.tracking import resolve_uri
+from spinfer.train.bundle import finish_run
 from spinfer.train.evaluate import LEVELS, evaluate_and_log
 from spinfer.train.loop import gaussian_nll, lambda_offset, objective, train_run
 from spinfer.train.predictor import (
@@ -151,6 +152,7 @@ def ensemble(tmp_path_factory, tiny_data):
     params_path = make_project(root, tiny_data)
     params = load_params(params_path, ["train.ensemble=2", "train.epochs={cnn: 1}"])
     result = train_run(params, "cnn", "noisy", root, progress=False)
+    finish_run(params, "cnn", "noisy", root, result.run_id)
     ev = evaluate_and_log(params, "cnn", "noisy", root, result.run_id)
     return {"root": root, "params": params, "result": result, "ev": ev}
 
@@ -193,9 +195,10 @@ def test_ensemble_bundle_is_calibrated_and_logged(ensemble):
     assert "coverage95_K" in rows[0]
     client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, ensemble["root"]))
     run_id = ensemble["result"].run_id
-    history = client.get_metric_history(run_id, "test_coverage68_lambda")
-    assert len(history) == len(ev.levels)
-    assert client.get_metric_history(run_id, "test_width95_D")
+    assert len(client.get_metric_history(run_id, "test_mae_lambda")) == len(ev.levels)
+    table = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/mae_vs_ts.json")
+    assert len(table["data"]) == len(ev.levels) and "coverage68_lambda" in table["columns"]
+    assert "coverage68_max_deviation" in client.get_run(run_id).data.metrics  # headline
     figures = [a.path for a in client.list_artifacts(run_id, "figures")]
     assert "figures/calibration.png" in figures
     # the logged model serves the ensemble with its standard deviations

@@ -9,6 +9,7 @@ releases (``spinfer generate``, ``spinfer register``, ...) stay as hidden aliase
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Annotated
@@ -69,12 +70,40 @@ for _name, _function in ALIASES.items():
     app.command(_name, hidden=True)(_function)
 
 
+#: what other libraries show, set before they are imported (they configure their loggers
+#: then; a value the user exported wins)
+QUIET_ENV = {"MLFLOW_LOGGING_LEVEL": "WARNING", "DASK_LOGGING__DISTRIBUTED": "error"}
+#: other libraries' loggers and the level the command line shows them at
+QUIET = {
+    "mlflow": logging.WARNING, "alembic": logging.WARNING, "optuna": logging.WARNING,
+    "mlflow.pyfunc": logging.ERROR,  # the CloudPickle notice on every logged model
+    "distributed": logging.ERROR, "bokeh": logging.ERROR,
+}  # fmt: skip
+
+
+def configure_logging(debug: bool = False) -> None:
+    """What the command line shows: spinfer's messages (INFO, DEBUG with
+    SPINFER_TRACEBACK=1) on stderr as plain lines, other libraries' warnings only. The
+    library itself only logs; it never sets a level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours = logging.getLogger("spinfer")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.DEBUG if debug else logging.INFO)
+    ours.propagate = False
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    for name, level in QUIET.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def main() -> None:
     """Console entry point: run the app with one-line errors."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     debug = os.environ.get("SPINFER_TRACEBACK") == "1"
+    configure_logging(debug)
     try:
         # typer turns Ctrl-C and typer.Exit into a returned exit code in this mode
         code = app(standalone_mode=False)

@@ -11,6 +11,9 @@ from spinfer.cli.common import ParamsOpt, SetOpt, load_config, sub_app
 from spinfer.errors import InputError
 
 data_app = sub_app("The texture dataset: anneal, split, add noise, report, verify.")
+TexturesOpt = Annotated[Path | None, typer.Option("--textures", help="texture store")]
+SplitsOpt = Annotated[Path, typer.Option("--splits", help="split file")]
+SPLITS = Path("artifacts/splits.json")
 
 
 @data_app.command()
@@ -41,7 +44,7 @@ def generate(
 def split(
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
-    textures: Annotated[Path | None, typer.Option("--textures", help="texture store")] = None,
+    textures: TexturesOpt = None,
     out: Annotated[Path, typer.Option("--out", help="split file")] = Path("artifacts/splits.json"),
 ) -> None:
     """Split every parameter set's textures into train/val/test (dataset.split, seeded)."""
@@ -53,33 +56,49 @@ def split(
     typer.echo(f"split: {counts} -> {out}", err=True)
 
 
+def _noise(cfg, part: str, textures: Path | None, splits: Path, target: Path) -> None:
+    from spinfer.data.noise import make_noisy
+
+    n, seconds = make_noisy(cfg, textures or cfg.dataset.out, splits, target, part=part)
+    label = "noise" if part == "training" else "test noise"
+    typer.echo(f"{label}: {n} noisy textures in {seconds:.1f} s -> {target}", err=True)
+
+
 @data_app.command()
 def noise(
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
-    textures: Annotated[Path | None, typer.Option("--textures", help="texture store")] = None,
-    splits: Annotated[Path, typer.Option("--splits", help="split file")] = Path(
-        "artifacts/splits.json"
-    ),
+    textures: TexturesOpt = None,
+    splits: SplitsOpt = SPLITS,
     out: Annotated[Path | None, typer.Option("--out", help="store (default noise.out)")] = None,
 ) -> None:
-    """Write the noisy variants: train/val with a ~ U(noise.amplitude), test at every Ts."""
-    from spinfer.data.noise import make_noisy
-
+    """Write the training copies: train and val with a ~ U(noise.amplitude) (or a virtual
+    microscope, noise.microscope)."""
     cfg = load_config(params, overrides)
-    target = out or Path(cfg.noise.out)
-    n, seconds = make_noisy(cfg, textures or cfg.dataset.out, splits, target)
-    typer.echo(f"noise: {n} noisy textures in {seconds:.1f} s -> {target}", err=True)
+    _noise(cfg, "training", textures, splits, out or Path(cfg.noise.out))
+
+
+@data_app.command("test-noise")
+def test_noise(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    textures: TexturesOpt = None,
+    splits: SplitsOpt = SPLITS,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="store (default noise.test_out)")
+    ] = None,
+) -> None:
+    """Write the test copies: the test split at every level Ts of noise.test_levels."""
+    cfg = load_config(params, overrides)
+    _noise(cfg, "test", textures, splits, out or Path(cfg.noise.test_out))
 
 
 @data_app.command()
 def report(
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
-    textures: Annotated[Path | None, typer.Option("--textures", help="texture store")] = None,
-    splits: Annotated[Path, typer.Option("--splits", help="split file")] = Path(
-        "artifacts/splits.json"
-    ),
+    textures: TexturesOpt = None,
+    splits: SplitsOpt = SPLITS,
     out: Annotated[Path, typer.Option("--out", help="figure folder")] = Path("artifacts/report"),
     metrics: Annotated[Path, typer.Option("--metrics", help="metrics JSON")] = Path(
         "artifacts/metrics/dataset.json"

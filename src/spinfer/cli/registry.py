@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -69,7 +70,7 @@ def promote(
 
     cfg = load_config(params, overrides)
     root = params.resolve().parent
-    _decision(run(cfg, root), out, cfg, root)
+    _decision(run(cfg, root, progress=sys.stderr.isatty()), out, cfg, root)
 
 
 @registry_app.command()

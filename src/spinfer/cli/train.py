@@ -41,10 +41,16 @@ def train(
         bool, typer.Option("--resume/--no-resume", help="continue from last.pt if it matches")
     ] = True,
     evaluate: Annotated[
-        bool, typer.Option("--evaluate/--no-evaluate", help="evaluate and log after training")
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="evaluate on the test copies right after training (the pipeline's evaluate "
+            "stage does it apart)",
+        ),
     ] = True,
 ) -> None:
-    """Train one (model, training data) run, evaluate it on every Ts, log it to MLflow.
+    """Train one (model, training data) run, log it to MLflow, leave its calibrated
+    predictor (model.pt) and evaluate it on every Ts.
 
     Runs as DDP when launched by ``torchrun --nproc_per_node=N``. With ``--tuned FILE`` the
     model, data and training settings come from a study's tuned.yaml and the run is written
@@ -52,7 +58,8 @@ def train(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from spinfer.train.loop import Dist, train_run
+    from spinfer.train.distributed import Dist, teardown
+    from spinfer.train.loop import train_run
 
     root = params.resolve().parent
     resolved = _resolve_run(params, overrides, model, data, tuned)
@@ -72,22 +79,62 @@ def train(
                 f"at epoch {result.state.best_epoch}",
                 err=True,
             )
+            from spinfer.train.bundle import finish_run
+
+            finish_run(cfg, model, data, root, result.run_id)
             if evaluate:
-                from spinfer.train.evaluate import evaluate_and_log, summary_line
-
-                ev = evaluate_and_log(cfg, model, data, root, result.run_id)
-                typer.echo(summary_line(result.name, ev), err=True)
+                _evaluate(cfg, model, data, root, result.run_id)
     finally:
-        import torch.distributed as tdist
+        teardown()
 
-        if tdist.is_available() and tdist.is_initialized():
-            tdist.destroy_process_group()
+
+def _evaluate(cfg, model: str, data: str, root: Path, run_id: str | None = None) -> None:
+    from spinfer.train.evaluate import evaluate_and_log, summary_line
+    from spinfer.train.runs import run_name
+
+    ev = evaluate_and_log(cfg, model, data, root, run_id, progress=sys.stderr.isatty())
+    typer.echo(summary_line(run_name(model, data), ev), err=True)
+
+
+TunedOpt = Annotated[
+    Path | None, typer.Option("--tuned", help="the study's winner (tuned.yaml) instead")
+]
+
+
+def _trained_run(stage: str, params: Path, overrides, model, data, tuned):
+    """(config, model, data, root) of the trained run an evaluation command names; None
+    (after saying why) when there is nothing to evaluate: no study winner yet, or a grid
+    run the profile leaves out (its skipped outputs written)."""
+    resolved = _resolve_run(params, overrides, model, data, tuned)
+    if resolved is None:
+        typer.echo(f"{stage}: {tuned} names no trained run yet; nothing to do", err=True)
+        return None
+    cfg, model, data = resolved
+    root = params.resolve().parent
+    if tuned is None and _left_out(cfg, model, data, root, stage):
+        return None
+    return cfg, model, data, root
+
+
+@train_app.command()
+def evaluate(
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    tuned: TunedOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+) -> None:
+    """Evaluate a trained run on the test copies at every Ts (noise.test_out): metrics,
+    curves and figures under train.eval_out, added to the run's MLflow record."""
+    found = _trained_run("evaluation", params, overrides, model, data, tuned)
+    if found is not None:
+        _evaluate(*found)
 
 
 def _resolve_run(params: Path, overrides, model: str | None, data: str | None, tuned):
     """(config, model, data) of the run a command names (--model and --data, or a study's
     winner); None when the study's file names no run yet."""
-    from spinfer.train.loop import check_run
+    from spinfer.train.runs import check_run
 
     if tuned is not None:
         found = _tuned_run(params, overrides, tuned)
@@ -116,24 +163,19 @@ def _tuned_run(params: Path, overrides: list[str] | None, tuned: Path):
 def external(
     model: ModelOpt = None,
     data: DataOpt = None,
-    tuned: Annotated[
-        Path | None, typer.Option("--tuned", help="the study's winner (tuned.yaml) instead")
-    ] = None,
+    tuned: TunedOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
 ) -> None:
     """Estimate the external test set (another simulator's textures) with a trained run."""
     from spinfer.train.external import evaluate_external, summary_line
-    from spinfer.train.loop import run_name
+    from spinfer.train.runs import run_name
 
-    resolved = _resolve_run(params, overrides, model, data, tuned)
-    if resolved is None:
-        typer.echo(f"external: {tuned} names no trained run yet; nothing to do", err=True)
+    found = _trained_run("external", params, overrides, model, data, tuned)
+    if found is None:
         return
-    cfg, model, data = resolved
-    if tuned is None and _left_out(cfg, model, data, params.resolve().parent, "external"):
-        return
-    metrics = evaluate_external(cfg, model, data, params.resolve().parent)
+    cfg, model, data, root = found
+    metrics = evaluate_external(cfg, model, data, root)
     typer.echo(summary_line(run_name(model, data), metrics), err=True)
 
 
@@ -144,8 +186,7 @@ def _left_out(cfg, model: str, data: str, root: Path, stage: str) -> bool:
     why = grid.left_out(cfg, model)
     if why is None:
         return False
-    write = grid.write_skipped_training if stage == "training" else grid.write_skipped_external
-    write(cfg, model, data, root, why)
+    grid.WRITE_SKIPPED[stage](cfg, model, data, root, why)
     typer.echo(f"{stage}: skipped: {why}", err=True)
     return True
 
@@ -171,8 +212,11 @@ def tune(
 
     Kill and rerun to continue; several processes may work on one study at once.
     """
+    import optuna
+
     from spinfer.tune import tune as run
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours to print
     if trials < 1:
         raise typer.BadParameter(f"--trials must be >= 1, got {trials}")
     cfg = load_config(params, overrides)

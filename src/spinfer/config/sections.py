@@ -17,10 +17,10 @@ from spinfer.physics.anneal import Schedule
 
 @dataclass(frozen=True)
 class BaseParams:
-    """Project-wide settings."""
+    """Project-wide settings. The pipeline's outputs live under ``artifacts/`` (dvc.yaml's
+    paths); each store's own path is its section's ``out``."""
 
     seed: int = 2020
-    artifacts: str = "artifacts"
 
 
 #: Named values of ``physics.kshape_factor`` (Kshape / D), beside a number or null (computed)
@@ -162,17 +162,21 @@ class DatasetParams:
 class NoiseParams:
     """S* = normalize(S + a R), R random unit vectors (Kwon et al.).
 
-    Train and val get one noisy copy each with a ~ U[amplitude]; the test split one copy per
-    level in ``test_levels`` (Ts).
+    Train and val get one noisy copy each with a ~ U[amplitude] (store ``out``); the test
+    split one copy per level in ``test_levels`` (Ts; store ``test_out``, apart so that the
+    levels change no training input).
     """
 
     amplitude: tuple[float, float] = (0.0, 1.0)
     microscope: float = 0.0  # share of train/val copies seen by a virtual microscope instead
     test_levels: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
     out: str = "artifacts/noisy.zarr"
+    test_out: str = "artifacts/test_noise.zarr"
 
     def check(self) -> None:
         """Raise ConfigError naming the first invalid value."""
+        if self.out == self.test_out:
+            raise ConfigError("noise.out and noise.test_out must name different stores")
         lo, hi = self.amplitude
         if not 0 <= lo <= hi:
             raise ConfigError(f"noise.amplitude must satisfy 0 <= lo <= hi, got [{lo}, {hi}]")

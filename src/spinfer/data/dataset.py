@@ -182,11 +182,13 @@ def open_dataset(
     textures: Path | str = "artifacts/textures.zarr",
     noisy: Path | str = "artifacts/noisy.zarr",
     splits: Path | str = "artifacts/splits.json",
+    test_noise: Path | str = "artifacts/test_noise.zarr",
 ) -> TextureDataset:
     """One split in one noise variant.
 
     ``noise``: ``"clean"`` (the annealed textures), ``"noisy"`` (train/val: a ~ U[0, 1] per
-    texture) or a test level Ts (a float, e.g. 0.3; test split only).
+    texture, from the store ``noisy``) or a test level Ts (a float, e.g. 0.3; test split
+    only, from the store ``test_noise``).
     """
     if split not in SPLITS:
         raise InputError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
@@ -198,12 +200,12 @@ def open_dataset(
         params = group["params"][:][index]
         scaler = TargetScaler.from_meta(store_meta(group))
         return TextureDataset(textures, "spins", index, params, scaler, f"{split}/clean")
-    group = open_store(noisy)
     if noise == "noisy":
         if split == "test":
             raise InputError("the test split has fixed levels: pass noise=Ts (0.0 .. 1.0)")
         name = split
     else:
+        noisy = test_noise
         if split != "test":
             raise InputError(f"noise levels Ts exist for the test split only, not '{split}'")
         try:
@@ -213,6 +215,7 @@ def open_dataset(
                 f"noise must be one of {', '.join(NOISE_VARIANTS)} or a level Ts, got {noise!r}"
             ) from None
         name = f"test/{level_group(level)}"
+    group = open_store(noisy)
     if name not in group:
         raise InputError(f"{noisy} has no variant '{name}'")
     sub = group[name]
@@ -225,7 +228,7 @@ def open_dataset(
     )
 
 
-def noise_levels(noisy: Path | str = "artifacts/noisy.zarr") -> list[float]:
-    """The test noise levels Ts present in a noisy store, ascending."""
-    meta = store_meta(open_store(noisy))
+def noise_levels(test_noise: Path | str = "artifacts/test_noise.zarr") -> list[float]:
+    """The test noise levels Ts present in a test-noise store, ascending."""
+    meta = store_meta(open_store(test_noise))
     return sorted(float(t) for t in meta["noise"]["test_levels"])

@@ -30,7 +30,6 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ from spinfer.data.store import (
 )
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError, SpinferError
-from spinfer.io import atomic_write_text, remove_if_empty, replace_dir
+from spinfer.io import atomic_write_text, remove_if_empty, replace_dir, source_hash
 from spinfer.physics.anneal import (
     COOLING_LAWS,
     PROTOCOL,
@@ -164,12 +163,7 @@ DIAGNOSTICS = ("energy_per_spin", "acceptance", "max_torque", "minimize_steps", 
 def simulation_source_hash(engine: str = "numba") -> str:
     """sha256 of the simulation modules' source (those of ``engine`` included): the code
     half of a store's identity."""
-    digest = hashlib.sha256()
-    folder = resources.files("spinfer.physics")
-    for name in SIMULATION_SOURCES + ENGINE_SOURCES[engine]:
-        digest.update(name.encode())
-        digest.update(folder.joinpath(name).read_bytes())
-    return digest.hexdigest()
+    return source_hash("spinfer.physics", SIMULATION_SOURCES + ENGINE_SOURCES[engine])
 
 
 def engine_record(params: Params) -> dict[str, Any] | None:
@@ -386,8 +380,6 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     """A Dask client on an existing scheduler, or on a LocalCluster of 1-thread processes."""
     from distributed import Client, LocalCluster
 
-    for name in ("distributed", "distributed.worker", "distributed.nanny", "bokeh"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     if scheduler:
         try:
             client = Client(scheduler, timeout="10s")

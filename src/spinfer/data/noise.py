@@ -1,12 +1,18 @@
 """Noisy variants, S* = normalize(S + a R) with R uniform random unit vectors (Kwon et al.).
 
-Train and val get one noisy copy each, a ~ U[amplitude] drawn per texture; with probability
-``noise.microscope`` a copy is instead what a virtual microscope records of the texture
-(spinfer.data.microscope: PSF blur, per-channel gain and offset, shot noise, quantisation,
-read back by percentile calibration; its settings drawn per image and stored in
-``microscope``, one row per image: used, psf_sigma, offsets, gains, counts, bits). The test
-split gets one S + aR copy per level Ts, as in the paper. Every copy is seeded by (base seed,
-variant, texture index), so the noisy store is bit-identical on every rerun.
+Two stores, so that the test levels can change without retraining anything:
+
+* ``noise.out`` (the training copies): train and val get one noisy copy each, a ~ U[amplitude]
+  drawn per texture; with probability ``noise.microscope`` a copy is instead what a virtual
+  microscope records of the texture (spinfer.data.microscope: PSF blur, per-channel gain and
+  offset, shot noise, quantisation, read back by percentile calibration; its settings drawn
+  per image and stored in ``microscope``, one row per image: used, psf_sigma, offsets,
+  gains, counts, bits);
+* ``noise.test_out`` (the test copies): the test split gets one S + aR copy per level Ts of
+  ``noise.test_levels``, as in the paper.
+
+Every copy is seeded by (base seed, variant, texture index), so both stores are
+bit-identical on every rerun and a test level's copy does not depend on the other levels.
 """
 
 from __future__ import annotations
@@ -73,11 +79,16 @@ class Variant:
     level: float | None  # fixed Ts (test) or None (a ~ U[amplitude])
 
 
-def variants(splits: dict, levels: tuple[float, ...]) -> list[Variant]:
+#: the two noisy stores: which variants each holds
+PARTS = ("training", "test")
+
+
+def variants(splits: dict, levels: tuple[float, ...], part: str) -> list[Variant]:
+    """The copies of one store: ``training`` (train, val) or ``test`` (one per level)."""
     idx = {name: np.asarray(splits[name], dtype=np.int64) for name in SPLITS}
-    out = [Variant("train", idx["train"], None), Variant("val", idx["val"], None)]
-    out += [Variant(f"test/{level_group(t)}", idx["test"], t) for t in levels]
-    return out
+    if part == "training":
+        return [Variant("train", idx["train"], None), Variant("val", idx["val"], None)]
+    return [Variant(f"test/{level_group(t)}", idx["test"], t) for t in levels]
 
 
 def amplitudes(variant: Variant, seed: int, bounds: tuple[float, float]) -> np.ndarray:
@@ -94,8 +105,32 @@ def make_noisy(
     splits_path: Path | str,
     out: Path | str,
     progress: bool | None = None,
+    part: str = "training",
 ) -> tuple[int, float]:
-    """Write every noisy variant into one store at ``out`` (atomically); (textures, s)."""
+    """Write one noisy store at ``out`` (atomically): the training copies (train, val) or,
+    with ``part="test"``, the test copies, one per level of ``noise.test_levels``;
+    returns (textures written, seconds)."""
+    if part not in PARTS:
+        raise SpinferError(f"unknown noisy store part '{part}' (known: {', '.join(PARTS)})")
+    return _make_store(params, textures, splits_path, out, part, progress)
+
+
+def _noise_attrs(params: Params, part: str) -> dict:
+    formula = "S* = normalize(S + a R), R uniform random unit vectors"
+    if part == "test":
+        return {"formula": formula, "test_levels": list(params.noise.test_levels),
+                "seed": params.base.seed}  # fmt: skip
+    return {
+        "formula": formula,
+        "microscope": params.noise.microscope,
+        "microscope_ranges": MICROSCOPE if params.noise.microscope > 0 else None,
+        "microscope_columns": list(MICROSCOPE_COLUMNS),
+        "amplitude": list(params.noise.amplitude),
+        "seed": params.base.seed,
+    }
+
+
+def _make_store(params, textures, splits_path, out, part: str, progress) -> tuple[int, float]:
     start = time.perf_counter()
     out = Path(out)
     raw = read_textures(textures)
@@ -108,17 +143,9 @@ def make_noisy(
     group = zarr.open_group(tmp, mode="w")
     attrs = {
         **meta,
-        "kind": "noisy",
+        "kind": "noisy" if part == "training" else "test_noise",
         "complete": False,
-        "noise": {
-            "formula": "S* = normalize(S + a R), R uniform random unit vectors",
-            "microscope": params.noise.microscope,
-            "microscope_ranges": MICROSCOPE if params.noise.microscope > 0 else None,
-            "microscope_columns": list(MICROSCOPE_COLUMNS),
-            "amplitude": list(params.noise.amplitude),
-            "test_levels": list(params.noise.test_levels),
-            "seed": params.base.seed,
-        },
+        "noise": _noise_attrs(params, part),
         "source": {
             "textures_fingerprint": meta["fingerprint"],
             "textures_manifest_sha256": sha256_file(Path(textures) / MANIFEST),
@@ -126,19 +153,20 @@ def make_noisy(
         },
     }
     group.attrs["spinfer"] = attrs
-    todo = variants(splits, params.noise.test_levels)
+    todo = variants(splits, params.noise.test_levels, part)
     total = sum(len(v.index) for v in todo)
     show = sys.stderr.isatty() if progress is None else progress
     spins_in = raw["spins"]
     raw_params = raw["params"][:]
-    with tqdm(total=total, desc="noise", unit="tex", disable=not show) as bar:
+    desc = "noise" if part == "training" else "test noise"
+    with tqdm(total=total, desc=desc, unit="tex", disable=not show) as bar:
         for variant in todo:
             _write_variant(group, variant, spins_in, raw_params, meta, params, bar)
     group.attrs["spinfer"] = {**attrs, "complete": True}
     write_manifest(tmp)
     report = verify_store(tmp)
     if not report.ok:
-        raise SpinferError(f"noisy store failed verification: {report.problems[0]}")
+        raise SpinferError(f"{out.name} failed verification: {report.problems[0]}")
     replace_dir(tmp, out)
     remove_if_empty(out.parent / ".partial")
     return total, time.perf_counter() - start

@@ -58,13 +58,16 @@ class Lab:
             **kw,
         )
 
-    def env(self) -> dict[str, str]:
+    @property
+    def store(self) -> str:
+        """The lab's own tracking store: never the one MLFLOW_TRACKING_URI names outside,
+        so that injected faults cannot touch a real project's runs."""
         from spinfer.tracking import resolve_uri
 
-        return venv_env(
-            PYTHONWARNINGS="ignore",
-            MLFLOW_TRACKING_URI=resolve_uri(self.params().tracking.uri, self.root),
-        )
+        return resolve_uri(self.params().tracking.uri, self.root)
+
+    def env(self) -> dict[str, str]:
+        return venv_env(PYTHONWARNINGS="ignore", MLFLOW_TRACKING_URI=self.store)
 
     def spawn(self, args: list[str], **kw) -> subprocess.Popen:
         proc = subprocess.Popen(
@@ -89,13 +92,14 @@ class Lab:
         return self.root / "artifacts"
 
     def data(self) -> dict[str, Path]:
-        """Texture store, splits and noisy store (made once)."""
+        """Texture store, splits and noisy stores (made once)."""
         paths = {
             "textures": self.art / "textures.zarr",
             "splits": self.art / "splits.json",
             "noisy": self.art / "noisy.zarr",
+            "test_noise": self.art / "test_noise.zarr",
         }
-        if not paths["noisy"].exists():
+        if not paths["test_noise"].exists():
             from spinfer.data.generate import generate
             from spinfer.data.noise import make_noisy
             from spinfer.data.split import make_splits
@@ -104,11 +108,15 @@ class Lab:
             generate(params, paths["textures"], workers=1, progress=False)
             make_splits(paths["textures"], params.dataset.split, params.base.seed, paths["splits"])
             make_noisy(params, paths["textures"], paths["splits"], paths["noisy"], progress=False)
+            make_noisy(
+                params, paths["textures"], paths["splits"], paths["test_noise"], False, part="test"
+            )
         return paths
 
     def champion(self) -> None:
         """A trained, evaluated, registered and promoted cnn (made once)."""
         from spinfer.serve.registry import champion_state, promote, register
+        from spinfer.train.bundle import finish_run
         from spinfer.train.evaluate import evaluate_and_log
         from spinfer.train.loop import train_run
 
@@ -118,6 +126,7 @@ class Lab:
             if champion_state(params, self.root)["champion_run"]:
                 return
         result = train_run(params, "cnn", "noisy", self.root, progress=False)
+        finish_run(params, "cnn", "noisy", self.root, result.run_id)
         evaluate_and_log(params, "cnn", "noisy", self.root, result.run_id)
         register(params, self.root)
         promote(params, self.root)

@@ -248,9 +248,7 @@ def train_nan_loss(lab: Lab) -> Outcome:
     intact = best.is_file() and sha(best) == before
     import mlflow
 
-    from spinfer.tracking import resolve_uri
-
-    client = mlflow.MlflowClient(resolve_uri(lab.params().tracking.uri, lab.root))
+    client = mlflow.MlflowClient(lab.store)
     run_id = ckpt["state"]["run_id"]
     status = client.get_run(run_id).info.status if run_id else "?"
     return Outcome(
@@ -306,11 +304,11 @@ def train_disk_full(lab: Lab) -> Outcome:
 
 def mlflow_four_writers(lab: Lab) -> Outcome:
     """Four processes log runs and metrics to one SQLite store at once."""
-    from spinfer.tracking import resolve_uri, setup_tracking
+    from spinfer.tracking import setup_tracking
 
     params = lab.params()
     setup_tracking(params, lab.root)
-    uri = resolve_uri(params.tracking.uri, lab.root)
+    uri = lab.store
     code = (
         "import mlflow, sys\n"
         f"mlflow.set_tracking_uri({uri!r})\n"
@@ -349,12 +347,12 @@ def promote_broken_version(lab: Lab) -> Outcome:
 
     from spinfer.serve.pyfunc import log_pyfunc_model
     from spinfer.serve.registry import promote
-    from spinfer.tracking import resolve_uri, setup_tracking
+    from spinfer.tracking import setup_tracking
 
     lab.champion()
     params = lab.params()
     experiment = setup_tracking(params, lab.root)
-    client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, lab.root))
+    client = mlflow.MlflowClient(lab.store)
     name = params.tracking.registered_model
     before = client.get_model_version_by_alias(name, "champion").version
     checkpoint = lab.art / "models" / "cnn-noisy" / "best.pt"
@@ -521,7 +519,7 @@ def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
     again = run("killed")
     a = torch.load(lab.art / f"{tag}_whole/cnn-noisy/last.pt", weights_only=False)["state"]
     b = torch.load(last, weights_only=False)["state"]
-    same = [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+    same = [h["val_mse"] for h in a["history"]] == [h["val_mse"] for h in b["history"]]
     import re
 
     at = re.search(r"\(resumed at (\d+)\)", again.stderr + again.stdout)
@@ -556,7 +554,6 @@ def study_two_workers(lab: Lab) -> Outcome:
     import mlflow
     import optuna
 
-    from spinfer.tracking import resolve_uri
     from spinfer.tune import open_storage
 
     lab.data()
@@ -585,7 +582,7 @@ def study_two_workers(lab: Lab) -> Outcome:
     params = lab.params()
     study = optuna.load_study(study_name="pair", storage=open_storage(params.tune, lab.root))
     states = sorted(t.state.name for t in study.trials)
-    client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, lab.root))
+    client = mlflow.MlflowClient(lab.store)
     exp = client.get_experiment_by_name(params.tune.experiment)
     query = "tags.`optuna.study` = 'pair'"
     parents = client.search_runs([exp.experiment_id], f"{query} and tags.kind = 'study'")
@@ -608,7 +605,6 @@ def study_worker_killed(lab: Lab) -> Outcome:
     import optuna
     from optuna.trial import TrialState
 
-    from spinfer.tracking import resolve_uri
     from spinfer.tune import open_storage
 
     lab.data()
@@ -638,7 +634,7 @@ def study_worker_killed(lab: Lab) -> Outcome:
     states = [t.state.name for t in study.trials]
     orphan = ""
     if running:
-        client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, lab.root))
+        client = mlflow.MlflowClient(lab.store)
         orphan = client.get_run(running[0].user_attrs["mlflow_run_id"]).data.tags.get(
             "failure", ""
         )

@@ -37,20 +37,33 @@ def structure_factor(sz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def domain_period(spins: np.ndarray) -> float:
-    """Domain period 2 pi / q* (in sites) from the peak of the radially averaged S(q).
+    """Domain period 2 pi / q* (in sites) of a texture's Sz (:func:`sz_period`)."""
+    return sz_period(spins[..., 2])
 
+
+def sz_period(sz: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Domain period 2 pi / q* (in sites or pixels) of an Sz map from the peak of the
+    radially averaged S(q).
+
+    Shells 2 pi / min(shape) wide up to that side's Nyquist (a rectangular image works);
     q* is the S(q)-weighted mean |q| over the peak shell and its two neighbours, so that it
-    is not quantised to the FFT grid; returns inf for a uniform texture.
+    is not quantised to the FFT grid. Pixels outside ``mask`` are set to the mean of those
+    inside. Returns inf for a uniform map.
     """
-    power, q = structure_factor(spins[..., 2])
+    sz = np.asarray(sz, dtype=np.float64)
+    if mask is not None:
+        sz = np.where(mask, sz, sz[mask].mean())
+    power, q = structure_factor(sz)
     if power.sum() <= 1e-12 * power.size:
         return float("inf")
-    dq = 2 * np.pi / min(q.shape)
-    shell = np.rint(q / dq).astype(int)
+    shell = np.rint(q / (2 * np.pi / min(q.shape))).astype(int)
+    power = np.where(shell <= min(q.shape) // 2, power, 0.0)
     counts = np.bincount(shell.ravel())
     radial = np.bincount(shell.ravel(), weights=power.ravel()) / np.maximum(counts, 1)
     radial[0] = 0.0
     peak = int(np.argmax(radial))
+    if peak == 0:
+        return float("inf")
     sel = (shell >= max(peak - 1, 1)) & (shell <= peak + 1)
     q_star = np.sum(power[sel] * q[sel]) / np.sum(power[sel])
     return float(2 * np.pi / q_star)

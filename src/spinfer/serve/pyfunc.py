@@ -19,6 +19,8 @@ venv: ``mlflow models serve -m models:/spinfer@champion --env-manager local``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -268,10 +270,7 @@ def log_pyfunc_model(
         python_model = SpinferModel()
     signature = ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
     package = Path(spinfer.__file__).parent
-    import logging
-
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle notice
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _notices_dropped("mlflow.pyfunc"):
         warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
         warnings.filterwarnings("ignore", message=".*CloudPickle")
         mlflow.pyfunc.log_model(
@@ -283,6 +282,23 @@ def log_pyfunc_model(
             code_paths=[str(package)],
             pip_requirements=served_requirements(),
         )
+
+
+@contextlib.contextmanager
+def _notices_dropped(name: str):
+    """Drop ``name``'s records below ERROR while the block runs (the pickling notices of
+    every logged model); the logger's level stays the application's."""
+
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.ERROR
+
+    logger, drop = logging.getLogger(name), Drop()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def log_served_models(checkpoint: Path) -> None:

@@ -295,10 +295,13 @@ model = mlflow.pyfunc.load_model(sys.argv[2])
 model.predict(model.input_example)
 sys.meta_path.remove(guard)
 from spinfer.data.dataset import noise_levels, open_dataset
-noisy, textures, splits = sys.argv[3], sys.argv[4], sys.argv[5]
+from tqdm import tqdm
+test_noise, textures, splits = sys.argv[3], sys.argv[4], sys.argv[5]
 maes = []
-for level in noise_levels(noisy):
-    ds = open_dataset("test", level, textures, noisy, splits)
+levels = tqdm(noise_levels(test_noise), desc=sys.argv[6], unit="Ts", file=sys.stderr,
+              disable=sys.argv[7] != "1")
+for level in levels:
+    ds = open_dataset("test", level, textures, splits=splits, test_noise=test_noise)
     spins = np.stack([ds.spins(i) for i in range(len(ds))]).astype(np.float32)
     out = model.predict(spins)
     pred = ds.scaler.normalize(out[["lambda", "K", "D"]].to_numpy())
@@ -309,9 +312,12 @@ print(json.dumps({"mae_mean": float(np.mean(maes)), "per_level": maes,
 """
 
 
-def score_in_clean_process(params: Params, root: Path, model_uri: str) -> dict[str, Any]:
+def score_in_clean_process(
+    params: Params, root: Path, model_uri: str, progress: bool = False
+) -> dict[str, Any]:
     """Load ``model_uri`` in a fresh interpreter without the source tree and score it on
-    the current test set (all Ts); raises SpinferError with the reason when it fails.
+    the current test set (all Ts; a progress bar on stderr with ``progress``); raises
+    SpinferError with the reason when it fails.
 
     Loading it and predicting its input example may import only the packages the model
     declares (its requirements.txt) and what they require: an undeclared import fails
@@ -321,13 +327,46 @@ def score_in_clean_process(params: Params, root: Path, model_uri: str) -> dict[s
     art = root / "artifacts"
     cmd = [
         sys.executable, "-c", _SCORE, store_uri(params, root), model_uri,
-        str(root / params.noise.out), str(root / params.dataset.out), str(art / "splits.json"),
+        str(root / params.noise.test_out), str(root / params.dataset.out),
+        str(art / "splits.json"), f"score {model_uri}", "1" if progress else "0",
     ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=art.parent, timeout=900)
-    if run.returncode != 0:
-        lines = [ln for ln in run.stderr.strip().splitlines() if ln.strip()]
+    code, out, err = _run_relaying_stderr(cmd, art.parent, 900, progress)
+    if code != 0:
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
         raise SpinferError(f"{model_uri} does not load and predict: {lines[-1] if lines else ''}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run_relaying_stderr(cmd: list[str], cwd: Path, timeout: float, relay: bool):
+    """(exit code, stdout, stderr) of ``cmd``; with ``relay`` its stderr (a progress bar)
+    also reaches ours as it comes."""
+    import tempfile
+    import threading
+
+    tail = bytearray()
+
+    def pump(stream) -> None:
+        for chunk in iter(lambda: stream.read1(4096), b""):
+            if relay:
+                sys.stderr.write(chunk.decode(errors="replace"))
+                sys.stderr.flush()
+            tail.extend(chunk)
+            del tail[:-65536]
+
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
+        reader = threading.Thread(target=pump, args=(proc.stderr,), daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise SpinferError(f"scoring took longer than {timeout:.0f} s; stopped") from None
+        finally:
+            reader.join(timeout=10)
+        out.seek(0)
+        return proc.returncode, out.read().decode(), tail.decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -351,8 +390,9 @@ def _alias(client, name: str, alias: str) -> str | None:
         return None
 
 
-def promote(params: Params, root: Path | str = ".") -> Decision:
-    """Move ``champion`` to the challenger only when it loads, predicts and is better."""
+def promote(params: Params, root: Path | str = ".", progress: bool = False) -> Decision:
+    """Move ``champion`` to the challenger only when it loads, predicts and is better
+    (scored in a clean process each, with a progress bar on stderr with ``progress``)."""
     root = Path(root)
     client = _client(params, root)
     name = params.tracking.registered_model
@@ -392,7 +432,7 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
         _record(client, name, challenger, decision, params, root)
         return decision
     try:
-        mine = score_in_clean_process(params, root, f"models:/{name}/{challenger}")
+        mine = score_in_clean_process(params, root, f"models:/{name}/{challenger}", progress)
     except SpinferError as exc:
         decision = Decision(
             "kept", str(exc), challenger,
@@ -404,7 +444,7 @@ def promote(params: Params, root: Path | str = ".") -> Decision:
     theirs = None
     if champion is not None:
         try:
-            theirs = score_in_clean_process(params, root, f"models:/{name}/{champion}")
+            theirs = score_in_clean_process(params, root, f"models:/{name}/{champion}", progress)
         except SpinferError:
             theirs = None  # a champion that no longer loads is replaced
     better = theirs is None or mine["mae_mean"] < theirs["mae_mean"]

@@ -31,15 +31,10 @@ from spinfer.config import Params
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
+from spinfer.physics.observables import sz_period
 from spinfer.spleem.ingest import SpinMap, check_orientation, from_channels, from_wheel, panels
 from spinfer.spleem.units import Film, to_physical
-from spinfer.spleem.walls import (
-    WallCharacter,
-    WallFit,
-    domain_period,
-    fit_walls,
-    wall_character,
-)
+from spinfer.spleem.walls import WallCharacter, WallFit, fit_walls, wall_character
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".npy")
 META_KEYS = ("orientation", "sz_sign")
@@ -224,7 +219,7 @@ def texture_stats(sz: np.ndarray, mask: np.ndarray | None, periodic: bool) -> tu
         if len(fit.w)
         else float("nan"),
         "profiles": float(len(fit.w)),
-        "period_px": domain_period(sz, mask),
+        "period_px": sz_period(sz, mask),
         "mean_abs_sz": float(np.abs(sz[mask] if mask is not None else sz).mean()),
     }
     return stats, fit

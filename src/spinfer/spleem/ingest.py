@@ -1,7 +1,7 @@
 """SPLEEM-style images -> unit-vector maps (Sx, Sy, Sz) with a mask of untrusted pixels.
 
 Two inputs: three grey-scale channel images (Sx, Sy, Sz; 8- or 16-bit, any format Pillow
-reads, or .npy) or one colour-wheel image. Grey levels are calibrated per channel to
+reads, or .npy/.npz) or one colour-wheel image. Grey levels are calibrated per channel to
 [-1, 1] robustly, by the ``lo``/``hi`` percentiles (saturated or dead pixels do not set the
 scale), then every pixel is renormalized. A pixel is masked when it is not finite or its
 calibrated vector is shorter than ``min_norm`` (no direction can be trusted there).
@@ -42,6 +42,7 @@ import numpy as np
 
 from spinfer.data.microscope import calibrate
 from spinfer.errors import InputError
+from spinfer.io import read_array
 
 MIN_SIZE = 100
 ORIENTATIONS = ("xy-up", "xy-down", "transposed")
@@ -89,22 +90,28 @@ class SpinMap:
     source: str
 
 
+def _read_pixels(path: Path, rgb: bool = False) -> np.ndarray:
+    """The pixels of an image file (Pillow; ``rgb``: converted to RGB unless RGB or 16-bit),
+    or the array of a .npy/.npz file (spinfer.io.read_array)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.suffix in (".npy", ".npz"):
+        return read_array(path)
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            if rgb and img.mode not in ("RGB", "I;16"):
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except Exception as exc:  # Pillow raises many types for unreadable files
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__})") from None
+
+
 def read_grey(path: Path | str) -> np.ndarray:
     """One channel image as float64 (2-D); colour images are averaged to grey."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                arr = np.asarray(img)
-    except Exception as exc:  # Pillow/numpy raise many types for unreadable files
-        raise InputError(f"{path}: cannot read image ({type(exc).__name__})") from None
-    arr = np.asarray(arr, dtype=np.float64)
+    arr = np.asarray(_read_pixels(path), dtype=np.float64)
     if arr.ndim == 3:
         arr = arr[..., :3].mean(axis=-1)
     if arr.ndim != 2:
@@ -179,19 +186,11 @@ def from_wheel(
 
     check_orientation(orientation, sz_sign)
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        if path.suffix == ".npy":
-            rgb = np.load(path, allow_pickle=False).astype(np.float64)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                raw = np.asarray(img.convert("RGB") if img.mode not in ("RGB", "I;16") else img)
-            rgb = raw.astype(np.float64) / (65535.0 if raw.dtype == np.uint16 else 255.0)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read image ({type(exc).__name__})") from None
+    raw = _read_pixels(path, rgb=True)
+    if path.suffix in (".npy", ".npz"):
+        rgb = raw.astype(np.float64)  # an array: already in [0, 1]
+    else:
+        rgb = raw.astype(np.float64) / (65535.0 if raw.dtype == np.uint16 else 255.0)
     if rgb.ndim != 3 or rgb.shape[-1] < 3:
         raise InputError(f"{path}: expected an RGB image, got shape {rgb.shape}")
     _check_size(rgb.shape, str(path), min_size)

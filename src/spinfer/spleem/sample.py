@@ -23,6 +23,7 @@ wheel. truth.json records the parameters, the kshape factor and the forward mode
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from spinfer.io import atomic_write_text
 CHANNELS = ("sx", "sy", "sz")
 OFFSET_GAIN = ((0.50, 0.40), (0.48, 0.35), (0.52, 0.42))
 ORIENTATION = "xy-up"
+
+log = logging.getLogger(__name__)
 
 
 def set_name(ratio: float) -> str:
@@ -103,5 +106,5 @@ def make_sample(params: Params, out: Path | str, progress: bool = False) -> list
         atomic_write_text(folder / "truth.json", json.dumps(truth, indent=2) + "\n")
         folders.append(folder)
         if progress:
-            print(f"spleem sample: {folder.name} written", flush=True)
+            log.info("spleem sample: %s written", folder.name)
     return folders

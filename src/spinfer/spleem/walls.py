@@ -99,32 +99,6 @@ def fit_walls(
     )  # fmt: skip
 
 
-def domain_period(sz: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Domain period (pixels) from the peak of the radially averaged structure factor.
-
-    Shells of width 1/L (L the shorter side); the peak is refined by the power-weighted
-    mean of the peak shell and its neighbours. Masked pixels are set to the mean.
-    """
-    sz = np.asarray(sz, dtype=np.float64)
-    if mask is not None:
-        sz = np.where(mask, sz, sz[mask].mean())
-    f = np.abs(np.fft.fft2(sz - sz.mean())) ** 2
-    size = min(sz.shape)
-    kx = np.fft.fftfreq(sz.shape[0])
-    ky = np.fft.fftfreq(sz.shape[1])
-    shell = np.rint(np.hypot(*np.meshgrid(kx, ky, indexing="ij")) * size).astype(int).ravel()
-    power = np.bincount(shell, weights=f.ravel())
-    counts = np.bincount(shell)
-    radial = np.where(counts > 0, power / np.maximum(counts, 1), 0.0)[: size // 2 + 1]
-    radial[0] = 0.0  # the uniform component
-    peak = int(np.argmax(radial))
-    if peak == 0:
-        return float("inf")
-    lo, hi = max(peak - 1, 1), min(peak + 2, len(radial))
-    k_peak = float(np.sum(np.arange(lo, hi) * radial[lo:hi]) / np.sum(radial[lo:hi]))
-    return size / k_peak
-
-
 @dataclass(frozen=True)
 class WallCharacter:
     """How the in-plane magnetisation sits in the domain walls.

@@ -126,8 +126,10 @@ def ablate(
     import mlflow
 
     from spinfer.tracking import provenance_tags, setup_tracking
-    from spinfer.train.evaluate import build_predictor, evaluate_run
-    from spinfer.train.loop import check_run, train_run
+    from spinfer.train.bundle import build_predictor
+    from spinfer.train.evaluate import evaluate_run
+    from spinfer.train.loop import train_run
+    from spinfer.train.runs import check_run
 
     check_run(model, data)
     if seeds < MIN_SEEDS:
@@ -176,20 +178,19 @@ def ablate(
 def _parent_run(where, experiment, model, data, seeds, params, root, provenance_tags) -> str:
     import mlflow
 
-    from spinfer.train.loop import _run_exists
+    from spinfer.tracking import recorded_run
 
-    record = where / "run.json"
-    if record.is_file():
-        run_id = json.loads(record.read_text()).get("run_id")
-        if run_id and _run_exists(run_id):
-            return run_id
-    with mlflow.start_run(experiment_id=experiment, run_name=f"ablation-{model}-{data}") as run:
-        mlflow.set_tags({"kind": "ablation-summary", "architecture": model,
-                         "training_data": data, **provenance_tags(params, root)})  # fmt: skip
-        mlflow.log_params({"model": model, "data": data, "seeds": seeds,
-                           "base_seed": params.base.seed})  # fmt: skip
-    atomic_write_text(record, json.dumps({"run_id": run.info.run_id}))
-    return run.info.run_id
+    def create() -> str:
+        with mlflow.start_run(
+            experiment_id=experiment, run_name=f"ablation-{model}-{data}"
+        ) as run:
+            mlflow.set_tags({"kind": "ablation-summary", "architecture": model,
+                             "training_data": data, **provenance_tags(params, root)})  # fmt: skip
+            mlflow.log_params({"model": model, "data": data, "seeds": seeds,
+                               "base_seed": params.base.seed})  # fmt: skip
+        return run.info.run_id
+
+    return recorded_run(where / "run.json", create)
 
 
 def _log_summary(run_id: str, summary: dict[str, Any], figure: Path, table: Path) -> None:

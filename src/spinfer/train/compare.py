@@ -37,7 +37,7 @@ from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
 from spinfer.render import save_figure
 from spinfer.train.grid import is_skipped
-from spinfer.train.loop import run_name
+from spinfer.train.runs import run_name
 
 
 def load_runs(eval_dir: Path) -> dict[str, dict[str, Any]]:

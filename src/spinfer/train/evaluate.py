@@ -11,16 +11,17 @@
   figure (observed against nominal coverage), after variance scaling fitted on the
   validation set of the run's training data.
 
-Everything is written to ``train.eval_out/<run>/`` (metrics.json for ``dvc metrics``,
-mae_vs_ts.json for ``dvc plots``, PNGs) and logged to the run's MLflow record, with the
-best checkpoint and an MLflow pyfunc model that maps spins to physical (lambda, K, D) and
-their standard deviations. The run's predictor (members, test-time averaging, calibration)
-is written to ``train.out/<run>/model.pt``: the served model loads it.
+The run's predictor is what training left in ``train.out/<run>/model.pt``
+(spinfer.train.bundle); the test copies are the test-noise store (``noise.test_out``), which
+no training reads. Everything is written to ``train.eval_out/<run>/`` (metrics.json for
+``dvc metrics``, mae_vs_ts.json for ``dvc plots``, PNGs) and added to the run's MLflow
+record: the ``HEADLINE`` metrics, MAE against Ts as step metrics, the rest as files.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,23 +30,27 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from tqdm import tqdm
 
 from spinfer.config import Params
 from spinfer.data.dataset import noise_levels, open_dataset
 from spinfer.data.targets import TARGET_NAMES, TargetScaler
+from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
 from spinfer.render import save_figure
-from spinfer.train.loop import data_paths, open_training_data, run_paths
-from spinfer.train.predictor import (
-    Predictor,
-    assemble,
-    coverage,
-    fit_quantiles,
-    member_checkpoints,
-    save_predictor,
-)
+from spinfer.train.predictor import Predictor, coverage, load_predictor
+from spinfer.train.runs import data_paths, run_paths
 
 LEVELS = (0.68, 0.95)  # intervals whose coverage is checked (target: within 5 points)
+#: the metrics a run shows in the MLflow UI (the registry ranks by ``mae_mean``); the rest of
+#: metrics.json is logged as the file evaluation/metrics.json
+HEADLINE = (
+    "mae_mean", "mae_mean_ts0",
+    "mae_lambda_ts0", "mae_K_ts0", "mae_D_ts0",
+    "mae_over_baseline_lambda_ts0", "mae_over_baseline_K_ts0", "mae_over_baseline_D_ts0",
+    "coverage68_max_deviation", "coverage95_max_deviation",
+    "pca_dK_over_dD", "pca_explained_0",
+)  # fmt: skip
 RELIABILITY = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99)
 TOLERANCE = 0.05
 
@@ -176,41 +181,32 @@ def error_pca(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return comps, pca.explained_variance_ratio_, ratio
 
 
-def build_predictor(params: Params, model_name: str, data: str, root: Path) -> Predictor:
-    """The run's members with test-time averaging, calibrated on its validation set."""
-    paths = run_paths(params, model_name, data, root)
-    predictor = assemble(
-        member_checkpoints(paths.out, params.train.ensemble), params.train.tta_ops
-    )
-    if predictor.has_uncertainty:
-        _, val = open_training_data(params, data, root)
-        mu, std = predictor.predict_dataset(val, calibrated=False)
-        predictor.quantiles = fit_quantiles(mu, std, predictor.scaler.normalize(val.params))
-    return predictor
-
-
 def evaluate_run(
     params: Params,
     model_name: str,
     data: str,
     root: Path | str = ".",
     predictor: Predictor | None = None,
+    progress: bool | None = None,
 ) -> Evaluation:
-    """Test-set evaluation of the run's predictor at every noise level (the predictor is
-    built, calibrated and saved to ``model.pt`` unless given)."""
+    """Test-set evaluation of the run's predictor at every noise level (read from the run's
+    ``model.pt`` unless given)."""
     root = Path(root)
     paths = run_paths(params, model_name, data, root)
     if predictor is None:
-        predictor = build_predictor(params, model_name, data, root)
-        save_predictor(predictor, paths.out / "model.pt")
+        bundle = paths.out / "model.pt"
+        if not bundle.is_file():
+            raise InputError(f"{bundle}: no trained predictor (train {paths.name} first)")
+        predictor = load_predictor(bundle)
     scaler = predictor.scaler
     stores = data_paths(params, root)
-    levels = noise_levels(stores["noisy"])
+    levels = noise_levels(stores["test_noise"])
     train = open_dataset("train", "clean", **stores)
     mean_pred = scaler.normalize(train.params).mean(axis=0)
     mae, mae_phys, observed, width = [], [], [], []
     truth_ts0 = pred_ts0 = None
-    for level in levels:
+    show = sys.stderr.isatty() if progress is None else progress
+    for level in tqdm(levels, desc=f"evaluate {paths.name}", unit="Ts", disable=not show):
         ds = open_dataset("test", level, **stores)
         pred_n, std_n = predictor.predict_dataset(ds)
         true_n = scaler.normalize(ds.params)
@@ -408,15 +404,20 @@ def write_outputs(ev: Evaluation, out: Path, name: str) -> dict[str, Path]:
     }
 
 
-def log_evaluation(
-    params: Params,
-    run_id: str,
-    ev: Evaluation,
-    files: dict[str, Path],
-    best: Path,
-    bundle: Path,
-) -> None:
-    """Step metrics (step = index of Ts), summary metrics, table, figures, model."""
+def headline(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics of ``HEADLINE`` present in ``metrics`` (a point head has no coverage)."""
+    return {k: metrics[k] for k in HEADLINE if k in metrics}
+
+
+def ts_step(ts: float) -> int:
+    """MLflow step of test noise level Ts: Ts in hundredths (0 .. 100), not an index."""
+    return round(100 * ts)
+
+
+def log_evaluation(run_id: str, ev: Evaluation, files: dict[str, Path]) -> None:
+    """Into the run: the headline metrics, MAE against Ts as step metrics (step =
+    ``ts_step``, with ``test_ts`` beside them for the chart view's metric x-axis), every
+    other number as tables and files, and the figures."""
     import mlflow
 
     with mlflow.start_run(run_id=run_id):
@@ -424,15 +425,11 @@ def log_evaluation(
             values = {f"test_mae_{n}": float(ev.mae[i, j]) for j, n in enumerate(TARGET_NAMES)}
             values["test_mae_mean"] = float(ev.mae[i].mean())
             values["test_ts"] = float(ts)
-            if ev.uncertainty:
-                for k, level in enumerate(LEVELS):
-                    pct = round(100 * level)
-                    for j, n in enumerate(TARGET_NAMES):
-                        values[f"test_coverage{pct}_{n}"] = float(ev.coverage(level)[i, j])
-                        values[f"test_width{pct}_{n}"] = float(ev.width[i, k, j])
-            mlflow.log_metrics(values, step=i)
-        mlflow.log_metrics(ev.metrics())
-        mlflow.log_table(ev.table(), artifact_file="mae_vs_ts.json")
+            mlflow.log_metrics(values, step=ts_step(ts))
+        metrics = ev.metrics()
+        mlflow.log_metrics(headline(metrics))
+        mlflow.log_dict(metrics, "evaluation/metrics.json")
+        mlflow.log_table(ev.table(), artifact_file="evaluation/mae_vs_ts.json")
         pca = {
             "axis": [0, 1, 2],
             "explained_variance_ratio": ev.pca_explained.tolist(),
@@ -440,27 +437,36 @@ def log_evaluation(
             "dK": ev.pca_components[:, 1].tolist(),
             "2dD": ev.pca_components[:, 2].tolist(),
         }
-        mlflow.log_table(pca, artifact_file="error_pca.json")
+        mlflow.log_table(pca, artifact_file="evaluation/error_pca.json")
         for key in ("mae_png", "heatmaps_png", "pca_png", "calibration_png"):
             if key in files:
                 mlflow.log_artifact(str(files[key]), artifact_path="figures")
-        if best.is_file():  # last.pt (optimizer state, for resuming) stays a DVC output only
-            mlflow.log_artifact(str(best), artifact_path="checkpoints")
-        from spinfer.serve.pyfunc import log_served_models
-
-        log_served_models(bundle)
 
 
-def evaluate_and_log(params: Params, model_name: str, data: str, root: Path, run_id: str | None):
-    """Evaluate the best checkpoint, write DVC metrics/plots and log to MLflow."""
-    paths = run_paths(params, model_name, data, Path(root))
-    ev = evaluate_run(params, model_name, data, root)
+def evaluate_and_log(
+    params: Params,
+    model_name: str,
+    data: str,
+    root: Path | str,
+    run_id: str | None = None,
+    progress: bool | None = None,
+) -> Evaluation:
+    """Evaluate the run's predictor on the test copies, write the DVC metrics, curve and
+    figures, and add them to its MLflow run (``run_id``, by default the one that trained it;
+    none recorded: nothing is logged)."""
+    from spinfer.tracking import setup_tracking
+    from spinfer.train.bundle import tracked_run
+
+    root = Path(root)
+    paths = run_paths(params, model_name, data, root)
+    ev = evaluate_run(params, model_name, data, root, progress=progress)
     files = write_outputs(ev, paths.eval_out, paths.name)
     if run_id is not None:
-        from spinfer.tracking import setup_tracking
-
         setup_tracking(params, root)
-        log_evaluation(params, run_id, ev, files, paths.best, paths.out / "model.pt")
+    else:
+        run_id = tracked_run(params, root, paths)
+    if run_id is not None:
+        log_evaluation(run_id, ev, files)
     return ev
 
 

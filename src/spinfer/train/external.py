@@ -35,8 +35,8 @@ from spinfer.data.targets import TARGET_NAMES, TargetScaler
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
 from spinfer.render import save_figure
-from spinfer.train.loop import run_paths
 from spinfer.train.predictor import Predictor, load_predictor
+from spinfer.train.runs import run_paths
 
 CENTRE = 0.5  # the centre of every range, normalized
 PREFIX = "external_"
@@ -121,7 +121,7 @@ def evaluate_external(params: Params, model_name: str, data: str, root: Path | s
     paths = run_paths(params, model_name, data, root)
     bundle = paths.out / "model.pt"
     if not bundle.is_file():
-        raise InputError(f"{bundle}: no evaluated predictor (train {paths.name} first)")
+        raise InputError(f"{bundle}: no trained predictor (train {paths.name} first)")
     predictor = load_predictor(bundle)
     ext = load_external(root / params.external.data)
     pred_n = predict_external(predictor, ext)
@@ -133,29 +133,32 @@ def evaluate_external(params: Params, model_name: str, data: str, root: Path | s
         f"{paths.name} on the external set ({ext.meta.get('simulator', ext.name)}, "
         f"{len(ext)} textures)",
     )  # fmt: skip
-    _log(params, root, paths.name, metrics, figure)
+    _log(params, root, paths, metrics, figure)
     return metrics
 
 
-def _log(params: Params, root: Path, name: str, metrics: dict[str, Any], figure: Path) -> None:
-    """Add the metrics and figure to the run's MLflow record (the newest training run of that
-    name on the current dataset); nothing to do when there is none."""
+#: the external metrics a run shows in the MLflow UI; external.json is logged whole as a file
+HEADLINE = (
+    *(f"{PREFIX}mae_over_centre_{n}" for n in TARGET_NAMES),
+    f"{PREFIX}mae_over_centre_max",
+    f"{PREFIX}mae_mean",
+)
+
+
+def _log(params: Params, root: Path, paths, metrics: dict[str, Any], figure: Path) -> None:
+    """Add the headline metrics, external.json and the figure to the MLflow run that
+    trained the run (its run.json); nothing to do when it has none."""
     import mlflow
 
-    from spinfer.tracking import dataset_hash, setup_tracking
+    from spinfer.train.bundle import tracked_run
 
-    experiment = setup_tracking(params, root)
-    runs = mlflow.MlflowClient().search_runs(
-        [experiment],
-        f"tags.kind = 'training' and attributes.run_name = '{name}'",
-        order_by=["attributes.start_time DESC"],
-    )
-    current = dataset_hash(root, params.noise.out)
-    runs = [r for r in runs if current == "unknown" or r.data.tags.get("dataset.noisy") == current]
-    if not runs:
+    run_id = tracked_run(params, root, paths)
+    if run_id is None:
         return
-    with mlflow.start_run(run_id=runs[0].info.run_id):
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+    with mlflow.start_run(run_id=run_id):
+        shown = {k: metrics[k] for k in HEADLINE if np.isfinite(metrics.get(k, np.nan))}
+        mlflow.log_metrics(shown)
+        mlflow.log_dict(metrics, "evaluation/external.json")
         mlflow.log_artifact(str(figure), artifact_path="figures")
 
 

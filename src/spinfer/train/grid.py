@@ -14,7 +14,7 @@ from typing import Any
 
 from spinfer.config import MODEL_NAMES, Params
 from spinfer.io import atomic_write_text
-from spinfer.train.loop import run_name
+from spinfer.train.runs import run_name
 
 
 def left_out(params: Params, model: str) -> str | None:
@@ -39,11 +39,14 @@ def _write(path: Path, payload: Any) -> None:
 
 
 def write_skipped_training(params: Params, model: str, data: str, root: Path, why: str) -> None:
-    """The train stage's outputs for a run the profile leaves out."""
-    name = run_name(model, data)
+    """The train stage's output for a run the profile leaves out."""
     note = {"trained": False, "skipped": True, "reason": why}
-    _write(root / params.train.out / name / "status.json", note)
-    evald = root / params.train.eval_out / name
+    _write(root / params.train.out / run_name(model, data) / "status.json", note)
+
+
+def write_skipped_evaluation(params: Params, model: str, data: str, root: Path, why: str) -> None:
+    """The evaluate stage's outputs for a run the profile leaves out."""
+    evald = root / params.train.eval_out / run_name(model, data)
     (evald / "figures").mkdir(parents=True, exist_ok=True)
     _write(evald / "metrics.json", {"skipped": True, "reason": why})
     _write(evald / "mae_vs_ts.json", [])
@@ -54,3 +57,11 @@ def write_skipped_external(params: Params, model: str, data: str, root: Path, wh
     evald = root / params.train.eval_out / run_name(model, data)
     (evald / "external").mkdir(parents=True, exist_ok=True)
     _write(evald / "external.json", {"skipped": True, "reason": why})
+
+
+#: stage -> what it writes for a run the profile leaves out
+WRITE_SKIPPED = {
+    "training": write_skipped_training,
+    "evaluation": write_skipped_evaluation,
+    "external": write_skipped_external,
+}

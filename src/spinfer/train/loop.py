@@ -13,10 +13,8 @@ autocast on GPU); only rank 0 writes checkpoints and talks to MLflow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -30,148 +28,32 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
-from spinfer.data.dataset import ShardSampler, TextureDataset, open_dataset, shuffle_window
-from spinfer.data.store import MANIFEST
+from spinfer.config import Params
+from spinfer.data.dataset import ShardSampler, TextureDataset, shuffle_window
 from spinfer.data.symmetry import Augmenter
-from spinfer.errors import ConfigError, InputError, TrainingDiverged
+from spinfer.errors import InputError, TrainingDiverged
+from spinfer.train.distributed import Dist, init_group, pick_device
+from spinfer.train.fingerprint import fingerprint
 from spinfer.train.models import (
     build_model,
     count_parameters,
-    is_known_model,
     lambda_offset,
     net_from_payload,
     outputs_of,
     save_atomic,
     split_output,
 )
+from spinfer.train.runs import (
+    RunPaths,
+    check_run,
+    member_params,
+    member_paths,
+    open_training_data,
+    run_paths,
+)
+from spinfer.train.tracker import Tracker, start_run
 
-
-@dataclass(frozen=True)
-class Dist:
-    """Where this process sits in a torchrun job (rank 0 of 1 when run plainly)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> Dist:
-        return cls(
-            int(os.environ.get("RANK", 0)),
-            int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)),
-        )
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def run_name(model: str, data: str) -> str:
-    return f"{model}-{data}"
-
-
-def check_run(model: str, data: str) -> None:
-    if not is_known_model(model):
-        raise ConfigError(
-            f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)} or a timm model name)"
-        )
-    if data not in TRAINING_DATA:
-        raise ConfigError(f"unknown training data '{data}' (known: {', '.join(TRAINING_DATA)})")
-
-
-def pick_device(setting: str, dist: Dist) -> torch.device:
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise InputError("train.device is cuda but no CUDA device is available")
-        return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-    name: str
-    out: Path
-    eval_out: Path
-
-    @property
-    def last(self) -> Path:
-        return self.out / "last.pt"
-
-    @property
-    def best(self) -> Path:
-        return self.out / "best.pt"
-
-
-def run_paths(params: Params, model: str, data: str, root: Path) -> RunPaths:
-    name = run_name(model, data)
-    return RunPaths(
-        root, name, root / params.train.out / name, root / params.train.eval_out / name
-    )
-
-
-def data_paths(params: Params, root: Path) -> dict[str, Path]:
-    return {
-        "textures": root / params.dataset.out,
-        "noisy": root / params.noise.out,
-        "splits": root / "artifacts" / "splits.json",
-    }
-
-
-def open_training_data(
-    params: Params, data: str, root: Path
-) -> tuple[TextureDataset, TextureDataset]:
-    """Train and val sets of the chosen variant (``noisy``: a ~ U[0, 1]; ``clean``)."""
-    paths = data_paths(params, root)
-    variant = "noisy" if data == "noisy" else "clean"
-    try:
-        train = open_dataset("train", variant, **paths)
-        val = open_dataset("val", variant, **paths)
-    except InputError as exc:
-        raise InputError(f"the dataset lacks what training needs: {exc}") from None
-    return train, val
-
-
-# the modules whose code decides a run's weights (beside its config and data)
-TRAINING_SOURCES = ("train/loop.py", "train/models.py", "data/dataset.py", "data/symmetry.py")
-
-
-def training_source_hash() -> str:
-    """sha256 of TRAINING_SOURCES: a changed training loop, model, sampler or symmetry
-    does not resume a checkpoint written by the old one."""
-    from importlib import resources
-
-    digest = hashlib.sha256()
-    package = resources.files("spinfer")
-    for name in TRAINING_SOURCES:
-        digest.update(name.encode())
-        digest.update(package.joinpath(name).read_bytes())
-    return digest.hexdigest()
-
-
-def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
-    """What decides the run's weights: a checkpoint is resumed only under the same one
-    (config, model, data, stores and the training code).
-
-    The number of epochs is left out on purpose: asking for more epochs continues a run.
-    """
-    train = dataclasses.asdict(params.train)
-    for key in ("loader_workers", "device", "out", "eval_out", "epochs", "tta", "ensemble"):
-        train.pop(key)
-    stores = data_paths(params, root)
-    manifests = [
-        hashlib.sha256((stores[k] / MANIFEST).read_bytes()).hexdigest()
-        for k in ("textures", "noisy")
-        if (stores[k] / MANIFEST).is_file()
-    ]
-    what = {"train": train, "model": model, "data": data, "seed": params.base.seed}
-    if params.train.lr_schedule != "constant":  # the schedule's horizon shapes every step
-        what["epochs"] = params.train.epochs.get(model, 1)
-    what["stores"] = manifests
-    what["code"] = training_source_hash()
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -337,21 +219,6 @@ def train_run(
     return _train_ensemble(params, model_name, data, root, paths, resume, progress, tags)
 
 
-def member_paths(paths: RunPaths, k: int) -> RunPaths:
-    return RunPaths(
-        paths.root, f"{paths.name}/member{k}", paths.out / f"member{k}", paths.eval_out
-    )
-
-
-def member_params(params: Params, k: int) -> Params:
-    """Member k of an ensemble: seeded base.seed + k, trained as a single model."""
-    return dataclasses.replace(
-        params,
-        base=dataclasses.replace(params.base, seed=params.base.seed + k),
-        train=dataclasses.replace(params.train, ensemble=None),
-    )
-
-
 def _train_ensemble(params, model_name, data, root, paths, resume, progress, tags) -> TrainResult:
     """Members one after the other (each resumable), nested under one MLflow run."""
     start_time = time.perf_counter()
@@ -389,34 +256,26 @@ def _ensemble_run(params, model_name, data, root, paths, tags) -> str:
     """The ensemble's MLflow run (created once; its id kept in <run>/ensemble.json)."""
     import mlflow
 
-    from spinfer.io import atomic_write_text
-    from spinfer.tracking import setup_tracking
+    from spinfer.tracking import recorded_run, setup_tracking
 
     experiment = setup_tracking(params, root)
-    record = paths.out / "ensemble.json"
-    if record.is_file():
-        run_id = json.loads(record.read_text()).get("run_id")
-        if run_id and _run_exists(run_id):
-            return run_id
-    t = params.train
-    net = build_model(model_name, t.cnn_width, t.cnn_depth, outputs_of(t.head))
-    run_id = _start_run(params, root, experiment, paths.name, model_name, data, net, tags)
-    mlflow.end_run()  # the members' runs nest under it; evaluation reopens it
-    paths.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"run_id": run_id, "members": params.train.ensemble}))
-    mlflow.MlflowClient().set_tag(run_id, "ensemble", str(params.train.ensemble))
-    return run_id
+
+    def create() -> str:
+        t = params.train
+        net = build_model(model_name, t.cnn_width, t.cnn_depth, outputs_of(t.head))
+        run_id = start_run(params, root, experiment, paths.name, model_name, data, net, tags)
+        mlflow.end_run()  # the members' runs nest under it; evaluation reopens it
+        mlflow.MlflowClient().set_tag(run_id, "ensemble", str(params.train.ensemble))
+        return run_id
+
+    return recorded_run(paths.out / "ensemble.json", create, members=params.train.ensemble)
 
 
 def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch, tags):
     start_time = time.perf_counter()
     dist = Dist.from_env()
     device = pick_device(params.train.device, dist)
-    if dist.world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    init_group(dist, device)
     amp = params.train.amp and device.type == "cuda"
     head, beta = params.train.head, params.train.beta
     train_ds, val_ds = open_training_data(params, data, root)
@@ -456,7 +315,7 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
         if scheduler is not None:
             scheduler.load_state_dict(resumed["scheduler"])
 
-    tracker = _Tracker(params, paths, root, state, dist, model_name, data, net, tags)
+    tracker = Tracker(params, paths, root, state, dist, model_name, data, net, tags)
     show = (sys.stderr.isatty() if progress is None else progress) and dist.main
     try:
         for epoch in range(state.epoch, epochs):
@@ -486,9 +345,9 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
             va = dict(zip(va, totals[3:], strict=True))
             record = {
                 "epoch": epoch + 1,
-                "train_loss": tr["loss"] / tr["n"],
+                "train_objective": tr["loss"] / tr["n"],
                 "train_mse": tr["sse"] / (3 * tr["n"]),
-                "val_loss": va["sse"] / (3 * va["n"]),
+                "val_mse": va["sse"] / (3 * va["n"]),
                 "val_mae": va["sae"] / (3 * va["n"]),
                 "seconds": time.perf_counter() - t0,
                 "lr": lr,
@@ -497,9 +356,9 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
                 record["val_nll"] = va["nll"] / (3 * va["n"])
             state.history.append(record)
             state.epoch = epoch + 1
-            improved = record["val_loss"] < state.best_val
+            improved = record["val_mse"] < state.best_val
             if improved:
-                state.best_val, state.best_epoch = record["val_loss"], epoch + 1
+                state.best_val, state.best_epoch = record["val_mse"], epoch + 1
             if dist.main:
                 if improved:
                     save_atomic(
@@ -516,11 +375,15 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
                     paths.last,
                 )
                 tracker.epoch(record)
-                print(
-                    f"{paths.name} epoch {epoch + 1}/{epochs}: train {record['train_loss']:.5f} "
-                    f"val {record['val_loss']:.5f} ({record['seconds']:.1f} s)"
-                    + (" *" if improved else ""),
-                    file=sys.stderr,
+                log.info(
+                    "%s epoch %d/%d: train %.5f val %.5f (%.1f s)%s",
+                    paths.name,
+                    epoch + 1,
+                    epochs,
+                    record["train_objective"],
+                    record["val_mse"],
+                    record["seconds"],
+                    " *" if improved else "",
                 )
                 if on_epoch is not None:
                     on_epoch(record)
@@ -547,108 +410,9 @@ def _best_payload(net, params, model_name, data, train_ds, state) -> dict[str, A
         "scaler": train_ds.scaler.as_dict(),
         "size": int(train_ds.spins(0).shape[0]),
         "epoch": state.epoch,
-        "val_loss": state.best_val,
+        "val_mse": state.best_val,
         "parameters": count_parameters(net),
     }
-
-
-class _Tracker:
-    """MLflow for rank 0: one run per (model, data), open (RUNNING) for the whole training;
-    a resumed training reopens its run by id, and the UI never shows it finished between
-    epochs."""
-
-    def __init__(self, params, paths, root, state, dist, model_name, data, net, tags) -> None:
-        self.enabled = dist.main
-        self.state = state
-        if not self.enabled:
-            return
-        import mlflow
-
-        from spinfer.tracking import setup_tracking
-
-        experiment = setup_tracking(params, root)
-        if state.run_id is None or not _run_exists(state.run_id):
-            # a new run, or the store lost it: start one and replay the history
-            state.run_id = _start_run(params, root, experiment, paths.name, model_name, data,
-                                      net, tags)  # fmt: skip
-        else:
-            mlflow.start_run(run_id=state.run_id)
-        if state.history and not _has_history(state.run_id):
-            for record in state.history:
-                self.epoch(record)
-
-    def epoch(self, record: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        import mlflow
-
-        step = int(record["epoch"])
-        metrics = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
-        metrics.update(epoch_seconds=record["seconds"], best_val_loss=self.state.best_val)
-        mlflow.log_metrics(metrics, step=step, run_id=self.state.run_id)
-
-    def end(self, status: str = "FINISHED") -> None:
-        """End the MLflow run: FINISHED after the last epoch, FAILED or KILLED after an error."""
-        if not self.enabled or self.state.run_id is None:
-            return
-        import mlflow
-
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == self.state.run_id:
-            mlflow.end_run(status=status)
-        else:
-            mlflow.MlflowClient().set_terminated(self.state.run_id, status=status)
-
-
-def _start_run(params, root, experiment, name, model_name, data, net, extra) -> str:
-    """A new training run, left active: the resolved config, provenance and the tags the UI
-    compares by."""
-    import mlflow
-
-    from spinfer.tracking import flat_params, log_dataset_inputs, provenance_tags
-
-    tags = provenance_tags(params, root)
-    run = mlflow.start_run(experiment_id=experiment, run_name=name)
-    log_dataset_inputs(params, root)
-    mlflow.log_params(flat_params(params))
-    mlflow.log_params(
-        {
-            "dataset_hash": tags["dataset.textures"],
-            "noisy_dataset_hash": tags["dataset.noisy"],
-            "git_commit": tags["git_commit"],
-            "model": model_name,
-            "training_data": data,
-            "parameters": count_parameters(net),
-        }
-    )
-    mlflow.set_tags(
-        {
-            "architecture": model_name,
-            "training_data": data,
-            "run": name,
-            "kind": "training",
-            **tags,
-            **(extra or {}),
-        }
-    )
-    return run.info.run_id
-
-
-def _run_exists(run_id: str) -> bool:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mlflow.MlflowClient().get_run(run_id)
-    except MlflowException:
-        return False
-    return True
-
-
-def _has_history(run_id: str) -> bool:
-    import mlflow
-
-    return bool(mlflow.MlflowClient().get_metric_history(run_id, "train_loss"))
 
 
 def load_best(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
