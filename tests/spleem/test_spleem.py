@@ -204,3 +204,19 @@ def test_a_wrong_orientation_turns_neel_walls_into_bloch_walls(tmp_path, orienta
     if wrong is not None:
         misread = from_channels(*paths, orientation=wrong)
         assert wall_character(misread.spins, misread.mask).neel_fraction < 0.2
+
+
+def test_channels_may_be_numpy_arrays(tmp_path):
+    """.npy and .npz channels (spinfer.io.read_array) read as the same image as PNGs."""
+    images = _write_channels(tmp_path, _texture(n=120))
+    pngs = from_channels(*images)
+    arrays = []
+    for k, suffix in enumerate((".npy", ".npz", ".npy")):
+        path = tmp_path / f"c{k}{suffix}"
+        grey = np.asarray(Image.open(images[k]), dtype=np.float64)
+        if suffix == ".npy":
+            np.save(path, grey)
+        else:
+            np.savez(path, grey)
+        arrays.append(path)
+    np.testing.assert_allclose(from_channels(*arrays).spins, pngs.spins, atol=1e-12)

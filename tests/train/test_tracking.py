@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 
 from spinfer.tracking import setup_tracking, store_uri
@@ -29,3 +31,28 @@ def test_mlflow_tracking_uri_wins_and_keeps_artifacts_beside_its_store(tmp_path,
     assert store.is_file() and not (copy / "mlruns").exists()
     location = mlflow.MlflowClient().get_experiment(experiment).artifact_location
     assert location == (store.parent / "artifacts").as_uri()
+
+
+def test_a_parent_run_is_found_again_by_the_id_it_recorded(tmp_path):
+    """Ensemble, ablation and study parents: the recorded run while the store holds it, a
+    new one (recorded again) once the store has lost it."""
+    from spinfer.tracking import recorded_run, use_store
+
+    made = []
+
+    def create() -> str:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            made.append(run.info.run_id)
+        return run.info.run_id
+
+    record = tmp_path / "parent" / "run.json"
+    use_store(f"sqlite:///{tmp_path / 'a.db'}")
+    experiment = mlflow.create_experiment("parents")
+    first = recorded_run(record, create, members=2)
+    assert recorded_run(record, create) == first and made == [first]
+    assert json.loads(record.read_text()) == {"run_id": first, "members": 2}
+    use_store(f"sqlite:///{tmp_path / 'b.db'}")  # another store: the recorded run is gone
+    experiment = mlflow.create_experiment("parents")
+    second = recorded_run(record, create)
+    assert second != first and made == [first, second]
+    assert json.loads(record.read_text())["run_id"] == second
