@@ -23,7 +23,7 @@ def lab(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario(lab, name):
-    func, _ = SCENARIOS[name]
+    func = SCENARIOS[name]
     outcome = func(lab)
     assert outcome.passed and not outcome.lost_data, outcome
 

@@ -14,7 +14,6 @@ doctor_app = sub_app("Checks of the platform itself.")
 
 @doctor_app.command("faults")
 def doctor_faults(
-    slow: Annotated[bool, typer.Option("--slow", help="also the scenarios over a minute")] = False,
     scenario: Annotated[
         list[str] | None, typer.Option("--scenario", help="run only these (repeatable)")
     ] = None,
@@ -34,7 +33,7 @@ def doctor_faults(
     root = work or Path(tempfile.mkdtemp(prefix="spinfer-doctor-"))
     outcomes = []
     try:
-        for outcome in run_scenarios(root, scenario, slow):
+        for outcome in run_scenarios(root, scenario):
             outcomes.append(outcome)
             mark = "pass" if outcome.passed else "FAIL"
             typer.echo(f"[{mark}] {outcome.scenario}: {outcome.observed}", err=True)

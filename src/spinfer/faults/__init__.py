@@ -8,8 +8,7 @@ returns an ``Outcome``; ``spinfer doctor faults`` prints them as a scoreboard wh
 line is ``tried=N passed=M lost_data=K``. tests/faults runs the same scenarios.
 
 Traffic goes to 127.0.0.1 only, request counts and timeouts are bounded, and every process
-a scenario starts is killed at its end. Scenarios marked ``slow`` (over about a minute)
-run only when asked for (``--slow``).
+a scenario starts is killed at its end. Every scenario runs in under about a minute.
 """
 
 from spinfer.faults.lab import Lab, Outcome

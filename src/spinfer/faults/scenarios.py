@@ -671,31 +671,29 @@ def train_bad_texture(lab: Lab) -> Outcome:
 
 
 Scenario = Callable[[Lab], Outcome]
-SCENARIOS: dict[str, tuple[Scenario, bool]] = {  # name -> (function, slow)
-    "store_flipped_byte": (store_flipped_byte, False),
-    "store_missing_or_truncated": (store_missing_or_truncated, False),
-    "config_errors": (config_errors, False),
-    "mlflow_four_writers": (mlflow_four_writers, False),
-    "train_bad_texture": (train_bad_texture, False),
-    "train_nan_loss": (train_nan_loss, False),
-    "train_disk_full": (train_disk_full, False),
-    "serve_bad_requests": (serve_bad_requests, False),
-    "promote_broken_version": (promote_broken_version, False),
-    "no_network": (no_network, False),
-    "generation_sigint_rerun": (generation_sigint_rerun, False),
-    "generation_worker_killed": (generation_worker_killed, False),
-    "train_sigkill_resume": (train_sigkill_resume, False),
-    "train_sigkill_resume_torchrun": (train_sigkill_resume_torchrun, False),
-    "study_worker_killed": (study_worker_killed, False),
-    "study_two_workers": (study_two_workers, False),
+SCENARIOS: dict[str, Scenario] = {  # every one runs in under about a minute
+    "store_flipped_byte": store_flipped_byte,
+    "store_missing_or_truncated": store_missing_or_truncated,
+    "config_errors": config_errors,
+    "mlflow_four_writers": mlflow_four_writers,
+    "train_bad_texture": train_bad_texture,
+    "train_nan_loss": train_nan_loss,
+    "train_disk_full": train_disk_full,
+    "serve_bad_requests": serve_bad_requests,
+    "promote_broken_version": promote_broken_version,
+    "no_network": no_network,
+    "generation_sigint_rerun": generation_sigint_rerun,
+    "generation_worker_killed": generation_worker_killed,
+    "train_sigkill_resume": train_sigkill_resume,
+    "train_sigkill_resume_torchrun": train_sigkill_resume_torchrun,
+    "study_worker_killed": study_worker_killed,
+    "study_two_workers": study_two_workers,
 }
 
 
-def run_scenarios(
-    root: Path, names: list[str] | None = None, slow: bool = False
-) -> Iterator[Outcome]:
-    """Run the chosen scenarios (default: all quick ones, slow ones too with ``slow``)."""
-    chosen = names or [n for n, (_, is_slow) in SCENARIOS.items() if slow or not is_slow]
+def run_scenarios(root: Path, names: list[str] | None = None) -> Iterator[Outcome]:
+    """Run the chosen scenarios (default: all of them)."""
+    chosen = names or list(SCENARIOS)
     unknown = [n for n in chosen if n not in SCENARIOS]
     if unknown:
         from spinfer.errors import InputError
@@ -704,7 +702,7 @@ def run_scenarios(
     lab = Lab(Path(root))
     try:
         for name in chosen:
-            func, _ = SCENARIOS[name]
+            func = SCENARIOS[name]
             try:
                 yield func(lab)
             except Exception as exc:  # a scenario that crashes is a failed scenario
