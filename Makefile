@@ -27,6 +27,7 @@ setup: $(STAMP) ## create .venv and install spinfer with the exact versions of r
 
 run: setup ## run the main job (dvc repro) on the small default profile
 	$(BIN)/dvc pull -q data.dvc   # the experimental-image sample, from the in-repo remote
+	$(BIN)/spinfer doctor config --params params.yaml   # a wrong key or profile: one line
 	$(BIN)/dvc repro
 	@echo "done: see artifacts/ (dvc status is clean)"
 

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from spinfer.config import OPERATIONS
 from spinfer.data.dataset import ShardSampler, open_dataset
-from spinfer.data.symmetry import OPERATIONS, Augmenter
-from spinfer.train.models import build_model
+from spinfer.data.symmetry import Augmenter
+from spinfer.models.networks import build_model
 
 L = 100
 

@@ -1,14 +1,15 @@
 """The parts of the package use only the parts below them (docs/architecture.md).
 
 Every ``import spinfer.<part>`` or ``from spinfer.<part> import`` inside ``src/spinfer`` (at
-module level or inside a function) is checked against the table. Couplings that cut across
-the order and are known are listed apart, so that a new one fails here and an old one that
-disappears is noticed too.
+module level or inside a function) is checked against the table, and the table itself must
+be an order: a part never uses a part that uses it.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,19 +27,20 @@ ALLOWED = {
     "config": {"physics"},
     "data": {"physics", "config", "io", "render"},
     "preview": {"physics", "config", "data", "io", "render"},
+    "models": {"physics", "config", "data", "io"},
     "tracking": {"config", "data", "io"},
-    "train": {"physics", "data", "config", "tracking", "render", "io"},
-    "serve": {"physics", "data", "config", "tracking", "train", "io"},
-    "spleem": {"physics", "data", "config", "tracking", "render", "io"},
-    "tune": {"config", "tracking", "train", "render", "io"},
-    "faults": {"config", "data", "serve", "tracking", "train", "tune", "io", "physics"},
+    "train": {"physics", "data", "config", "models", "tracking", "render", "io"},
+    "serve": {"physics", "data", "config", "models", "tracking", "train", "io"},
+    "spleem": {"physics", "data", "config", "models", "serve", "tracking", "render", "io"},
+    "tune": {"config", "models", "tracking", "train", "render", "io"},
+    "faults": {
+        "config", "data", "models", "serve", "tracking", "train", "tune", "io", "physics",
+    },
     "cli": {
-        "config", "data", "faults", "io", "physics", "preview", "render", "serve", "spleem",
-        "tracking", "train", "tune",
+        "config", "data", "faults", "io", "models", "physics", "preview", "render", "serve",
+        "spleem", "tracking", "train", "tune",
     },
 }  # fmt: skip
-#: known couplings against the order (docs/architecture.md, "Known couplings")
-KNOWN = {("config", "data"), ("train", "serve"), ("data", "preview")}
 
 
 def part_of(path: Path) -> str:
@@ -79,15 +81,38 @@ def test_every_part_is_in_the_table():
 
 
 def test_parts_use_only_the_parts_below_them():
-    bad = sorted(
-        (s, t) for s, t in edges() if t not in ALLOWED.get(s, set()) and (s, t) not in KNOWN
-    )
+    bad = sorted((s, t) for s, t in edges() if t not in ALLOWED.get(s, set()))
     assert not bad, f"imports against docs/architecture.md: {bad}"
 
 
-def test_known_couplings_are_still_there():
-    gone = KNOWN - edges()
-    assert not gone, f"known couplings removed (drop them from KNOWN and the docs): {gone}"
+def test_the_table_is_an_order():
+    """No part may use, directly or through others, a part that may use it: the table is
+    a layering (physics <- data <- models <- train <- serve <- spleem/tune <- cli)."""
+
+    def below(part: str, seen: frozenset = frozenset()) -> set[str]:
+        assert part not in seen, f"the table has a cycle through {part}"
+        found = set()
+        for lower in ALLOWED[part]:
+            found |= {lower} | below(lower, seen | {part})
+        return found
+
+    for part in ALLOWED:
+        assert part not in below(part)
+    assert {"train", "serve", "spleem", "tune", "cli"}.isdisjoint(below("models"))
+    assert "serve" not in below("train")
+
+
+def test_the_served_model_loads_without_training_code():
+    """Loading the served pyfunc and a predictor imports the models part, never training,
+    the config or the simulator (numba is not among the served model's requirements)."""
+    code = (
+        "import sys, spinfer.serve.pyfunc, spinfer.models.predictor;"
+        "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['spinfer', 'train'], ['spinfer', 'config'], ['spinfer', 'physics']) "
+        "or m == 'numba'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.mark.parametrize("part", ["physics", "errors"])

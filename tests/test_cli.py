@@ -229,3 +229,35 @@ def test_commands_live_in_part_groups_and_the_flat_names_stay_as_hidden_aliases(
     commands = {c.name: c.callback for c in app.registered_commands}
     assert all(commands[name] is function for name, function in ALIASES.items())
     assert run("kshape", "--size", "16").stdout == run("physics", "kshape", "--size", "16").stdout
+
+
+def test_doctor_config_writes_the_resolved_config_or_fails_in_one_line(tmp_path):
+    """The pipeline's config stage: the active profile applied, or the config error."""
+    import yaml
+
+    from spinfer.config import SECTIONS, load_params
+
+    out = tmp_path / "config.yaml"
+    ok = run("doctor", "config", "--set", "profile=tiny", "--out", str(out))
+    assert ok.returncode == 0, ok.stderr
+    resolved = yaml.safe_load(out.read_text())
+    tiny = load_params(ROOT / "params.yaml", ["profile=tiny"])
+    assert resolved["profile"] == "tiny" and set(SECTIONS) <= set(resolved)
+    assert resolved["dataset"]["sets"] == tiny.dataset.sets  # the overlay, not the base
+    for args, needle in [
+        (["--set", "profile=nope"], "unknown profile 'nope'"),
+        (["--set", "train.nope=1"], "unknown key 'train.nope'"),
+    ]:
+        bad = run("doctor", "config", *args, "--out", str(tmp_path / "bad.yaml"))
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 1 and len(lines) == 1 and needle in lines[0], bad.stderr
+        assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_the_config_stage_tracks_every_section_and_only_the_active_profile():
+    import yaml
+
+    from spinfer.config import SECTIONS
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["config"]
+    assert set(stage["params"]) == {"profile", "profiles.${profile}", *SECTIONS}

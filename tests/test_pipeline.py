@@ -171,8 +171,9 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     status = _sh(["dvc", "status"], work)
     assert "up to date" in status.stdout, status.stdout
 
-    # `dvc exp run --temp` (and --queue) runs in a copy of the project, without mlruns/:
-    # pointed at the project's store, its training runs and registry changes land there
+    # a queued `dvc exp run` (like --temp) runs in a copy of the project under .dvc/tmp/exps,
+    # without mlruns/, on a queue worker: pointed at the project's store, its training runs
+    # and registry changes land there
     (work / ".gitignore").write_text("/mlruns\n")
     for cmd in (
         ["git", "add", "-A"],
@@ -180,10 +181,17 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     ):
         assert _sh(cmd, work).returncode == 0
     store = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    exp = _sh(
-        ["dvc", "exp", "run", "--temp", "-S", "train.beta=0.5"], work, MLFLOW_TRACKING_URI=store
+    queued = _sh(
+        ["dvc", "exp", "run", "--queue", "-S", "train.beta=0.5"], work, MLFLOW_TRACKING_URI=store
     )  # train.beta: a key the tiny overlay leaves alone, so every training starts afresh
-    assert exp.returncode == 0, exp.stdout + exp.stderr
+    assert queued.returncode == 0 and "Queued experiment" in queued.stdout, queued.stdout
+    try:
+        exp = _sh(["dvc", "exp", "run", "--run-all"], work, MLFLOW_TRACKING_URI=store)
+        assert exp.returncode == 0, exp.stdout + exp.stderr
+        queue = _sh(["dvc", "queue", "status"], work)
+        assert "Success" in queue.stdout and "Failed" not in queue.stdout, queue.stdout
+    finally:
+        _sh(["dvc", "queue", "stop", "--kill"], work)
     runs = mlflow.MlflowClient(store).search_runs(
         [client.get_experiment_by_name("spinfer").experiment_id], "tags.kind = 'training'"
     )
@@ -191,20 +199,33 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     assert sorted(r.data.params["train.beta"] for r in runs) == ["0.5"] * 4 + ["1.0"] * 4
 
     # each stage tracks the active profile's overlay and the keys that change its results:
-    # editing another profile, or where training runs, reruns nothing
+    # editing another profile reruns nothing; where training runs, only the config check
     raw["profiles"]["paper"]["train"]["lr"] = 3.0e-4
-    raw["train"]["device"] = "cpu"
-    raw["train"]["loader_workers"] = 1
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     status = _sh(["dvc", "status"], work)
     assert "up to date" in status.stdout, status.stdout
+    raw["train"]["device"] = "cpu"
+    raw["train"]["loader_workers"] = 1
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    status = _sh(["dvc", "status", "--json"], work)
+    assert set(json.loads(status.stdout)) == {"config"}, status.stdout
+
+    # a key no section knows fails the pipeline with spinfer's one-line error, although no
+    # stage but the config check tracks it
+    raw["train"]["nope"] = 1
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    bad = _sh(["dvc", "repro"], work)
+    assert bad.returncode != 0
+    assert "error: unknown key 'train.nope'" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
+    del raw["train"]["nope"]
 
     # a change to the test noise levels touches the test copies only: every run is
     # evaluated again on them, and nothing is generated, split or trained again
     raw["noise"]["test_levels"] = [0.0, 0.5, 1.0]
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     status = _sh(["dvc", "status", "--json"], work)
-    assert set(json.loads(status.stdout)) == {"test_noise"}, status.stdout
+    assert set(json.loads(status.stdout)) == {"config", "test_noise"}, status.stdout
     third = _sh(["dvc", "repro"], work)
     assert third.returncode == 0, third.stdout + third.stderr
     assert "Running stage 'evaluate@cnn-noisy'" in third.stdout, third.stdout

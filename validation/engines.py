@@ -41,12 +41,12 @@ from spinfer.data.generate import store_engine
 from spinfer.data.split import load_splits
 from spinfer.data.store import open_store, store_meta
 from spinfer.data.targets import TARGET_NAMES
+from spinfer.models.predictor import load_predictor
 from spinfer.physics.anneal import Schedule, anneal
 from spinfer.physics.dipolar import dipolar_kernel
 from spinfer.physics.energy import Hamiltonian, energy_terms
 from spinfer.physics.observables import domain_period, mean_abs_sz, neel_chirality
 from spinfer.physics.torch_engine import anneal_batch
-from spinfer.train.predictor import load_predictor
 
 ENGINES = ("numba", "torch")
 #: (lambda / D, K / Kshape, D) of the side-by-side row

@@ -35,12 +35,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from spinfer.config import load_params
+from spinfer.config import OPERATIONS, load_params
 from spinfer.data.dataset import open_dataset
-from spinfer.data.symmetry import OPERATIONS, Augmenter
+from spinfer.data.symmetry import Augmenter
 from spinfer.data.targets import TARGET_NAMES
+from spinfer.models.networks import build_model, outputs_of
 from spinfer.train.loop import lambda_offset, objective, split_output
-from spinfer.train.models import build_model, outputs_of
 
 HEAD = "gaussian"
 

@@ -16,7 +16,7 @@ from spinfer.data.grid import draw_sets, parameter_grid, resolve_kshape_factor
 from spinfer.io import replace_dir
 from spinfer.physics.anneal import anneal
 from spinfer.physics.energy import Hamiltonian
-from spinfer.render import save_contact_sheet, save_texture_png
+from spinfer.render import save_contact_sheet, save_texture_png, texture_label
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,6 @@ class PreviewTexture:
 def out_of_plane(spins: np.ndarray, threshold: float = 0.5) -> bool:
     """The paper's classification: a texture is out-of-plane when mean |Sz| > threshold."""
     return float(np.mean(np.abs(spins[..., 2]))) > threshold
-
-
-def label(dmi: float, anisotropy: float, dipolar: float, kshape_factor: float) -> str:
-    return (
-        f"λ={dmi:+.3f} ({dmi / dipolar:+.1f}D)\n"
-        f"K={anisotropy:.3f} ({anisotropy / (kshape_factor * dipolar):.2f}Ks) D={dipolar:.3f}"
-    )
 
 
 def render_preview(params: Params, out_dir: Path | str) -> list[PreviewTexture]:
@@ -62,7 +55,7 @@ def render_preview(params: Params, out_dir: Path | str) -> list[PreviewTexture]:
         seed = np.random.SeedSequence([params.base.seed, i])
         ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
         spins = anneal(ham, (size, size), params.schedule, seed, params.physics.dipolar_images)
-        title = label(lam, k, d, kshape)
+        title = texture_label(lam, k, d, kshape)
         name = f"texture_{i:02d}.png"
         save_texture_png(spins.spins, tmp / name, title.replace("\n", "  "))
         textures.append(spins.spins)

@@ -54,6 +54,14 @@ def colour_wheel(n: int = 129) -> np.ndarray:
     return np.concatenate([rgb, alpha], axis=-1)
 
 
+def texture_label(dmi: float, anisotropy: float, dipolar: float, kshape_factor: float) -> str:
+    """Two lines for a texture's title: lambda in units of D, K in units of Kshape, D."""
+    return (
+        f"λ={dmi:+.3f} ({dmi / dipolar:+.1f}D)\n"
+        f"K={anisotropy:.3f} ({anisotropy / (kshape_factor * dipolar):.2f}Ks) D={dipolar:.3f}"
+    )
+
+
 def _draw(ax, spins: np.ndarray, title: str | None) -> None:
     # x to the right, y up (the image convention of spinfer.spleem.ingest)
     ax.imshow(spins_to_rgb(spins).transpose(1, 0, 2), origin="lower", interpolation="nearest")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spinfer.config import Params, to_dict
+from spinfer.config import Params, to_dict, to_plain
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
 
@@ -137,8 +137,7 @@ def log_config(params: Params) -> None:
     """The whole resolved config into the active run as ``config/params.yaml``."""
     import mlflow
 
-    plain = json.loads(json.dumps(to_dict(params)))  # tuples as lists: plain YAML
-    mlflow.log_dict(plain, "config/params.yaml")
+    mlflow.log_dict(to_plain(params), "config/params.yaml")
 
 
 def dataset_hash(root: Path, path: str) -> str:
@@ -206,6 +205,16 @@ def run_exists(run_id: str) -> bool:
     return True
 
 
+def read_run_id(record: Path) -> str | None:
+    """The ``run_id`` a JSON record keeps (None: no record, unreadable, or untracked)."""
+    if not record.is_file():
+        return None
+    try:
+        return json.loads(record.read_text()).get("run_id")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
 def recorded_run(record: Path, create: Callable[[], str], **extra: Any) -> str:
     """The MLflow run whose id the JSON file ``record`` keeps, while the store holds it;
     otherwise a new one, ``create()`` (its id), written to ``record`` with ``extra``.
@@ -213,13 +222,9 @@ def recorded_run(record: Path, create: Callable[[], str], **extra: Any) -> str:
     How a parent run (an ensemble's, an ablation's, a study's) is found again when its work
     resumes: by the id it recorded, never by a search over tags.
     """
-    if record.is_file():
-        try:
-            run_id = json.loads(record.read_text()).get("run_id")
-        except (OSError, json.JSONDecodeError):
-            run_id = None
-        if run_id and run_exists(run_id):
-            return run_id
+    run_id = read_run_id(record)
+    if run_id and run_exists(run_id):
+        return run_id
     run_id = create()
     record.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, json.dumps({"run_id": run_id, **extra}) + "\n")

@@ -301,7 +301,7 @@ def tune(
     if not study_name or any(c in study_name for c in "/'\"\\"):
         raise InputError(f"invalid study name {study_name!r}")
     root = Path(root)
-    from spinfer.train.models import is_known_model
+    from spinfer.models.networks import is_known_model
 
     unknown = [m for m in params.tune.models if not is_known_model(m)]
     if unknown:
@@ -427,6 +427,16 @@ def _log_parent(params: Params, root: Path, study, parent: str, best) -> None:
     client.log_metric(parent, "trials", float(len(study.get_trials(deepcopy=False))))
     if values and all(math.isfinite(v) for v in values):
         client.log_metric(parent, "mean_val_mae", float(sum(values) / len(values)))
+
+
+def write_no_trial(params: Params, root: Path, tuned: Path) -> str:
+    """The tuned stage's outputs while no study has written ``tuned``; returns why."""
+    from spinfer.train.grid import write_not_trained
+
+    why = f"{tuned} names no trial yet (run `spinfer train tune`)"
+    for folder in (params.train.out, params.train.eval_out):
+        write_not_trained(root / folder / "tuned", why)
+    return why
 
 
 def load_tuned(path: Path | str) -> dict[str, Any] | None:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from spinfer.config import OPERATIONS
 from spinfer.data.symmetry import (
+    _BITS,
     N_ELEMENTS,
-    OPERATIONS,
     Augmenter,
     apply_symmetry,
     group_elements,
@@ -132,3 +133,9 @@ def test_batched_images_transform_like_single_ones():
         out = apply_symmetry(batch, e)
         for i in range(3):
             torch.testing.assert_close(out[i], apply_symmetry(batch[i], e))
+
+
+def test_every_named_operation_has_its_bits_and_no_other():
+    """config.OPERATIONS names what data.symmetry implements: the point operations' bits
+    and translation (augmentation only)."""
+    assert set(OPERATIONS) == {*_BITS, "translate"}

@@ -13,9 +13,9 @@ import pytest
 from spinfer.config import load_params
 from spinfer.errors import InputError
 from spinfer.serve.predict import read_spin_images
+from spinfer.serve.publish import publish_run
 from spinfer.serve.registry import best_run, promote, register, rollback
 from spinfer.tracking import resolve_uri
-from spinfer.train.bundle import finish_run
 from spinfer.train.evaluate import evaluate_and_log
 from spinfer.train.loop import train_run
 from tests.conftest import make_project
@@ -29,7 +29,7 @@ def project(tmp_path_factory, tiny_data):
     params = load_params(params_path)
     for data in ("noisy", "clean"):
         result = train_run(params, "cnn", data, root, progress=False)
-        finish_run(params, "cnn", data, root, result.run_id)
+        publish_run(params, "cnn", data, root, result.run_id)
         evaluate_and_log(params, "cnn", data, root, result.run_id)
     client = mlflow.MlflowClient(resolve_uri(params.tracking.uri, root))
     return {"root": root, "params_path": params_path, "params": params, "client": client}

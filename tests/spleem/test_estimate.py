@@ -16,10 +16,10 @@ import yaml
 from PIL import Image
 
 from spinfer.config import load_params
+from spinfer.serve.publish import publish_run
 from spinfer.serve.registry import promote, register
 from spinfer.spleem.sample import make_sample
 from spinfer.tracking import resolve_uri
-from spinfer.train.bundle import finish_run
 from spinfer.train.evaluate import evaluate_and_log
 from spinfer.train.loop import train_run
 from tests.conftest import make_project
@@ -38,7 +38,7 @@ def project(tmp_path_factory, tiny_data):
     params_path.write_text(yaml.safe_dump(raw))
     params = load_params(params_path)
     result = train_run(params, "cnn", "noisy", root, progress=False)
-    finish_run(params, "cnn", "noisy", root, result.run_id)
+    publish_run(params, "cnn", "noisy", root, result.run_id)
     evaluate_and_log(params, "cnn", "noisy", root, result.run_id)
     register(params, root)
     promote(params, root)

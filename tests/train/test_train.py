@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from spinfer.config import load_params
+from spinfer.serve.publish import publish_run
 from spinfer.tracking import resolve_uri
-from spinfer.train.bundle import finish_run
 from spinfer.train.evaluate import HEADLINE, evaluate_and_log
 from spinfer.train.loop import train_run
 from tests.conftest import logged_model_and_test_spins, make_project
@@ -46,7 +46,7 @@ def trained(tmp_path_factory, tiny_data):
     params_path = make_project(root, tiny_data)
     params = load_params(params_path)
     result = train_run(params, "cnn", "noisy", root, progress=False)
-    finish_run(params, "cnn", "noisy", root, result.run_id)
+    publish_run(params, "cnn", "noisy", root, result.run_id)
     ev = evaluate_and_log(params, "cnn", "noisy", root, result.run_id)
     return {"root": root, "params_path": params_path, "result": result, "ev": ev}
 
@@ -146,7 +146,7 @@ def test_logged_model_returns_physical_parameters(trained):
         atol=1e-6,
     )
     # Gaussian head: std = sqrt(exp(log-variance)) x the calibration factor, in physical units
-    from spinfer.train.predictor import load_predictor
+    from spinfer.models.predictor import load_predictor
 
     scale = load_predictor(trained["result"].paths.out / "model.pt").scale
     std = np.exp(0.5 * raw[:, 3:]) * scale * ds.scaler.span

@@ -15,17 +15,17 @@ from torch import nn
 
 from spinfer.config import load_params
 from spinfer.data.symmetry import apply_symmetry, group_elements
-from spinfer.tracking import resolve_uri
-from spinfer.train.bundle import finish_run
-from spinfer.train.evaluate import LEVELS, evaluate_and_log
-from spinfer.train.loop import gaussian_nll, lambda_offset, objective, train_run
-from spinfer.train.predictor import (
+from spinfer.models.predictor import (
     Predictor,
     coverage,
     fit_quantiles,
     load_predictor,
     z_of,
 )
+from spinfer.serve.publish import publish_run
+from spinfer.tracking import resolve_uri
+from spinfer.train.evaluate import LEVELS, evaluate_and_log
+from spinfer.train.loop import gaussian_nll, lambda_offset, objective, train_run
 from tests.conftest import ROOT, logged_model_and_test_spins, make_project
 
 
@@ -99,7 +99,7 @@ class _Constant(nn.Module):
 
 def _payload(head: str = "gaussian") -> dict:
     """A real best-checkpoint payload of a fresh tiny CNN."""
-    from spinfer.train.models import build_model, outputs_of
+    from spinfer.models.networks import build_model, outputs_of
 
     net = build_model("cnn", 4, 1, outputs_of(head))
     return {
@@ -152,7 +152,7 @@ def ensemble(tmp_path_factory, tiny_data):
     params_path = make_project(root, tiny_data)
     params = load_params(params_path, ["train.ensemble=2", "train.epochs={cnn: 1}"])
     result = train_run(params, "cnn", "noisy", root, progress=False)
-    finish_run(params, "cnn", "noisy", root, result.run_id)
+    publish_run(params, "cnn", "noisy", root, result.run_id)
     ev = evaluate_and_log(params, "cnn", "noisy", root, result.run_id)
     return {"root": root, "params": params, "result": result, "ev": ev}
 

@@ -1,4 +1,4 @@
-"""Checks of the platform itself: the fault-injection scoreboard."""
+"""Checks of the platform itself: the configuration, and the fault-injection scoreboard."""
 
 from __future__ import annotations
 
@@ -7,9 +7,28 @@ from typing import Annotated
 
 import typer
 
-from spinfer.cli.common import sub_app
+from spinfer.cli.common import ParamsOpt, SetOpt, load_config, sub_app
 
 doctor_app = sub_app("Checks of the platform itself.")
+
+
+@doctor_app.command("config")
+def doctor_config(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the resolved configuration here")
+    ] = None,
+) -> None:
+    """Check params.yaml (the active profile applied, --set overrides too) and optionally
+    write the resolved configuration; a wrong key, type or profile is a one-line error."""
+    from spinfer.config import resolved_yaml
+    from spinfer.io import atomic_write_text
+
+    cfg = load_config(params, overrides)
+    if out is not None:
+        atomic_write_text(out, resolved_yaml(cfg))
+    typer.echo(f"config: {params} is valid (profile {cfg.profile})", err=True)
 
 
 @doctor_app.command("faults")

@@ -64,7 +64,7 @@ def train(
     root = params.resolve().parent
     resolved = _resolve_run(params, overrides, model, data, tuned)
     if resolved is None:
-        _no_tuned_run(root, tuned)
+        _no_tuned_run(params, overrides, root, tuned)
         return
     cfg, model, data = resolved
     if tuned is None and _left_out(cfg, model, data, root, "training"):
@@ -79,9 +79,9 @@ def train(
                 f"at epoch {result.state.best_epoch}",
                 err=True,
             )
-            from spinfer.train.bundle import finish_run
+            from spinfer.serve.publish import publish_run
 
-            finish_run(cfg, model, data, root, result.run_id)
+            publish_run(cfg, model, data, root, result.run_id)
             if evaluate:
                 _evaluate(cfg, model, data, root, result.run_id)
     finally:
@@ -191,14 +191,11 @@ def _left_out(cfg, model: str, data: str, root: Path, stage: str) -> bool:
     return True
 
 
-def _no_tuned_run(root: Path, tuned: Path) -> None:
-    """The tuned stage's outputs when no study has written its file yet."""
-    from spinfer.io import atomic_write_text
+def _no_tuned_run(params: Path, overrides, root: Path, tuned: Path) -> None:
+    from spinfer.tune import write_no_trial
 
-    note = {"trained": False, "reason": f"{tuned} names no trial yet (run `spinfer train tune`)"}
-    for folder in ("artifacts/models/tuned", "artifacts/eval/tuned"):
-        atomic_write_text(root / folder / "status.json", json.dumps(note, indent=2) + "\n")
-    typer.echo(f"train: {note['reason']}; nothing to train", err=True)
+    why = write_no_trial(load_config(params, overrides), root, tuned)
+    typer.echo(f"train: {why}; nothing to train", err=True)
 
 
 @train_app.command()

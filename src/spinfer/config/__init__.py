@@ -21,14 +21,23 @@ profile). Unknown keys and wrong types are
 rejected by name.
 """
 
-from spinfer.config.loading import load_params, params_from_dict, to_dict
+from spinfer.config.loading import (
+    load_params,
+    params_from_dict,
+    resolved_yaml,
+    to_dict,
+    to_plain,
+)
 from spinfer.config.sections import (
     ENGINE_DEVICES,
     ENGINES,
     HEADS,
+    INVARIANT,
     KSHAPE_NAMES,
+    LABEL_CHANGING,
     LR_SCHEDULES,
     MODEL_NAMES,
+    OPERATIONS,
     SECTIONS,
     STORAGE_DTYPES,
     TRAINING_DATA,
@@ -47,9 +56,10 @@ from spinfer.config.sections import (
 )
 
 __all__ = [
-    "ENGINES", "ENGINE_DEVICES", "HEADS", "KSHAPE_NAMES", "LR_SCHEDULES", "MODEL_NAMES",
-    "SECTIONS", "STORAGE_DTYPES", "TRAINING_DATA", "BaseParams", "DatasetParams",
+    "ENGINES", "ENGINE_DEVICES", "HEADS", "INVARIANT", "KSHAPE_NAMES", "LABEL_CHANGING",
+    "LR_SCHEDULES", "MODEL_NAMES", "OPERATIONS", "SECTIONS", "STORAGE_DTYPES", "TRAINING_DATA",
+    "BaseParams", "DatasetParams",
     "ExternalParams", "NoiseParams", "Params", "PhysicsParams", "PreviewParams", "RangeParams",
     "SpleemParams", "TrackingParams", "TrainParams", "TuneParams", "load_params",
-    "params_from_dict", "to_dict",
+    "params_from_dict", "resolved_yaml", "to_dict", "to_plain",
 ]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -215,3 +216,14 @@ def load_params(path: Path | str = "params.yaml", overrides: Iterable[str] = ())
 def to_dict(params: Params) -> dict[str, Any]:
     """The resolved configuration as plain data (for logging and reports)."""
     return dataclasses.asdict(params)
+
+
+def to_plain(params: Params) -> dict[str, Any]:
+    """The resolved configuration as YAML-safe data (tuples as lists)."""
+    return json.loads(json.dumps(to_dict(params)))
+
+
+def resolved_yaml(params: Params) -> str:
+    """The resolved configuration (the active profile applied) as a YAML document."""
+    head = f"# the resolved configuration of profile {params.profile} (spinfer doctor config)\n"
+    return head + yaml.safe_dump(to_plain(params), sort_keys=False)

@@ -188,6 +188,28 @@ class NoiseParams:
             raise ConfigError("noise.test_levels must be distinct")
 
 
+#: symmetry operations (spinfer.data.symmetry applies them): those that leave H unchanged,
+#: and the one that maps lambda to -lambda
+INVARIANT = ("rotate", "mirror", "time_reversal", "translate")
+LABEL_CHANGING = ("inplane_reversal",)
+OPERATIONS = (*INVARIANT, *LABEL_CHANGING)
+
+
+def check_operations(names, where: str, translate: bool = True) -> tuple[str, ...]:
+    """Validated operation names (ConfigError naming the unknown one)."""
+    names = tuple(names)
+    allowed = OPERATIONS if translate else tuple(o for o in OPERATIONS if o != "translate")
+    for name in names:
+        if name not in allowed:
+            extra = "" if translate or name != "translate" else " (translations are not averaged)"
+            raise ConfigError(
+                f"{where}: unknown operation '{name}'{extra} (known: {', '.join(allowed)})"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: an operation is listed twice")
+    return names
+
+
 MODEL_NAMES = ("resnet18", "resnet50", "cnn")
 
 TRAINING_DATA = ("noisy", "clean")
@@ -209,8 +231,9 @@ class TrainParams:
     ``device``: auto (CUDA when available), cpu or cuda; ``amp``: bfloat16 autocast on
     CUDA (ignored on CPU).
 
-    Symmetry (spinfer.data.symmetry): ``augment`` lists the operations a random element of
-    which is applied to every training image (``true``: all of them, ``false``: none);
+    Symmetry (OPERATIONS, applied by spinfer.data.symmetry): ``augment`` lists the
+    operations a random element of which is applied to every training image (``true``: all
+    of them, ``false``: none);
     ``tta`` lists the point operations prediction averages over (``true``: all, ``false``:
     none). ``inplane_reversal`` maps lambda to -lambda and needs a lambda range symmetric
     about 0.
@@ -250,15 +273,11 @@ class TrainParams:
     @property
     def augment_ops(self) -> tuple[str, ...]:
         """The augmentation operations by name (``true`` = all)."""
-        from spinfer.data.symmetry import OPERATIONS
-
         return _ops(self.augment, OPERATIONS)
 
     @property
     def tta_ops(self) -> tuple[str, ...]:
         """The point operations test-time averaging uses (``true`` = all)."""
-        from spinfer.data.symmetry import OPERATIONS
-
         return _ops(self.tta, tuple(o for o in OPERATIONS if o != "translate"))
 
     @property
@@ -292,8 +311,6 @@ class TrainParams:
             raise ConfigError("train.loader_workers must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
-        from spinfer.data.symmetry import check_operations
-
         check_operations(self.augment_ops, "train.augment")
         check_operations(self.tta_ops, "train.tta", translate=False)
         if self.head not in HEADS:

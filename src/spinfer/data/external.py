@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from spinfer.data.panels import cut_panels, panel_corners
 from spinfer.errors import InputError
 
 UNIT_TOLERANCE = 1e-3
@@ -85,10 +86,4 @@ def panel_tiles(spins: np.ndarray, size: int) -> np.ndarray:
         raise InputError(
             f"external textures are {lx}x{ly}, smaller than the model's {size}x{size} input"
         )
-    return np.stack(
-        [
-            spins[x : x + size, y : y + size]
-            for x in range(0, lx - size + 1, size)
-            for y in range(0, ly - size + 1, size)
-        ]
-    )
+    return cut_panels(spins, panel_corners((lx, ly), size), size)

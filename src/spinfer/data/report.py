@@ -22,8 +22,7 @@ from spinfer.data.generate import read_textures
 from spinfer.data.split import SPLITS, load_splits
 from spinfer.data.store import store_meta
 from spinfer.io import atomic_write_text
-from spinfer.preview import label
-from spinfer.render import save_contact_sheet, save_figure
+from spinfer.render import save_contact_sheet, save_figure, texture_label
 
 OUT_OF_PLANE = 0.5
 
@@ -77,7 +76,7 @@ def write_report(
     spins = group["spins"]
     save_contact_sheet(
         [spins[int(i)] for i in rows],
-        [label(lam[i], k[i], d[i], kshape) for i in rows],
+        [texture_label(lam[i], k[i], d[i], kshape) for i in rows],
         out_dir / "contact_sheet.png",
         cols=4,
     )

@@ -32,28 +32,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from spinfer.errors import ConfigError
-
 N_ELEMENTS = 32
-INVARIANT = ("rotate", "mirror", "time_reversal", "translate")
-LABEL_CHANGING = ("inplane_reversal",)
-OPERATIONS = (*INVARIANT, *LABEL_CHANGING)
+#: the point operations' bits (their names are config.OPERATIONS, which validates them; this
+#: module imports no config, so the served model loads without it)
 _BITS = {"rotate": 0b11, "mirror": 0b100, "time_reversal": 0b1000, "inplane_reversal": 0b10000}
-
-
-def check_operations(names: Iterable[str], where: str, translate: bool = True) -> tuple[str, ...]:
-    """Validated operation names (ConfigError naming the unknown one)."""
-    names = tuple(names)
-    allowed = OPERATIONS if translate else tuple(o for o in OPERATIONS if o != "translate")
-    for name in names:
-        if name not in allowed:
-            extra = "" if translate or name != "translate" else " (translations are not averaged)"
-            raise ConfigError(
-                f"{where}: unknown operation '{name}'{extra} (known: {', '.join(allowed)})"
-            )
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: an operation is listed twice")
-    return names
 
 
 def group_elements(names: Iterable[str]) -> tuple[int, ...]:

@@ -115,8 +115,8 @@ class Lab:
 
     def champion(self) -> None:
         """A trained, evaluated, registered and promoted cnn (made once)."""
+        from spinfer.serve.publish import publish_run
         from spinfer.serve.registry import champion_state, promote, register
-        from spinfer.train.bundle import finish_run
         from spinfer.train.evaluate import evaluate_and_log
         from spinfer.train.loop import train_run
 
@@ -126,7 +126,7 @@ class Lab:
             if champion_state(params, self.root)["champion_run"]:
                 return
         result = train_run(params, "cnn", "noisy", self.root, progress=False)
-        finish_run(params, "cnn", "noisy", self.root, result.run_id)
+        publish_run(params, "cnn", "noisy", self.root, result.run_id)
         evaluate_and_log(params, "cnn", "noisy", self.root, result.run_id)
         register(params, self.root)
         promote(params, self.root)

@@ -33,13 +33,20 @@ def read_spin_images(path: Path | str) -> np.ndarray:
 
 
 def load_model(uri: str, tracking_uri: str):
-    """An MLflow pyfunc model by URI (``models:/NAME@ALIAS``, ``runs:/ID/model``, a path)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
+    """An MLflow pyfunc model by URI (``models:/NAME@ALIAS``, ``runs:/ID/model``, a path)
+    from the store at ``tracking_uri``."""
     from spinfer.tracking import use_store
 
     use_store(tracking_uri)
+    return load_pyfunc(uri)
+
+
+def load_pyfunc(uri: str):
+    """An MLflow pyfunc model by URI from the active store; InputError in one line when it
+    cannot be loaded (unknown name or alias, missing run, unreadable files)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:

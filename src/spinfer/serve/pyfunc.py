@@ -7,7 +7,7 @@ non-overlapping L x L panel. Output: one row per panel with ``image``, ``panel``
 ``lambda``, ``K``, ``D`` (physical), their calibrated standard deviations ``lambda_std``,
 ``K_std``, ``D_std`` (NaN for a single point-head model), and the same normalized to the
 training ranges (``lambda_n``, ``lambda_n_std``, ...). The model is a run's predictor
-bundle (spinfer.train.predictor: ensemble members, test-time averaging, calibration
+bundle (spinfer.models.predictor: ensemble members, test-time averaging, calibration
 factors) or a single best checkpoint. Bad input (rank, shape, non-finite values, vectors
 far from unit length, too many images) is refused with a short message; near-unit vectors
 are renormalized.
@@ -30,6 +30,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from spinfer.data.panels import cut_panels, panel_corners
 from spinfer.data.targets import TARGET_NAMES
 
 UNIT_TOLERANCE = 0.05  # |S| may deviate this much before it is refused (then renormalized)
@@ -82,23 +83,16 @@ def panels(arr: np.ndarray, size: int, crops: str) -> tuple[np.ndarray, np.ndarr
     if crops == "centre":
         x0, y0 = (lx - size) // 2, (ly - size) // 2
         return arr[:, x0 : x0 + size, y0 : y0 + size], np.arange(n), np.zeros(n, dtype=int)
-    out, image, panel = [], [], []
-    for i in range(n):
-        k = 0
-        for x0 in range(0, lx - size + 1, size):
-            for y0 in range(0, ly - size + 1, size):
-                out.append(arr[i, x0 : x0 + size, y0 : y0 + size])
-                image.append(i)
-                panel.append(k)
-                k += 1
-    return np.stack(out), np.array(image), np.array(panel)
+    corners = panel_corners((lx, ly), size)
+    tiles = np.concatenate([cut_panels(a, corners, size) for a in arr])
+    return tiles, np.repeat(np.arange(n), len(corners)), np.tile(np.arange(len(corners)), n)
 
 
 class SpinferModel(mlflow.pyfunc.PythonModel):
     """Wraps a best-validation checkpoint."""
 
     def load_context(self, context) -> None:
-        from spinfer.train.predictor import load_predictor
+        from spinfer.models.predictor import load_predictor
 
         np.set_printoptions(threshold=50, edgeitems=2)  # keep server error echoes short
         self.predictor = load_predictor(Path(context.artifacts["checkpoint"]))
@@ -235,8 +229,8 @@ def _example_and_outputs(checkpoint: Path):
 
 
 SERVED_PACKAGES = ("torch", "timm", "numpy", "pandas", "mlflow")
-"""What the served code path imports (spinfer.serve.pyfunc, spinfer.train.predictor and
-.models, spinfer.data.symmetry and .targets): declared so a fresh environment can serve it."""
+"""What the served code path imports (spinfer.serve.pyfunc, spinfer.models, spinfer.data.symmetry
+and .targets): declared so a fresh environment can serve it."""
 
 
 def served_requirements() -> list[str]:

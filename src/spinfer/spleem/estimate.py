@@ -164,14 +164,9 @@ class Estimator:
     """A registered model (pyfunc), its panel size and batch limit."""
 
     def __init__(self, model_uri: str) -> None:
-        import mlflow
-        from mlflow.exceptions import MlflowException
+        from spinfer.serve.predict import load_pyfunc
 
-        try:
-            self.model = mlflow.pyfunc.load_model(model_uri)
-        except MlflowException as exc:
-            first = str(exc).splitlines()[0]
-            raise InputError(f"cannot load model {model_uri}: {first}") from None
+        self.model = load_pyfunc(model_uri)
         wrapped = self.model.unwrap_python_model()
         self.size = int(wrapped.size)
         self.max_batch = int(wrapped.max_batch)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from spinfer.data.microscope import calibrate
+from spinfer.data.panels import cut_panels, panel_corners
 from spinfer.errors import InputError
 from spinfer.io import read_array
 
@@ -206,32 +207,18 @@ def from_wheel(
     return _finish(vec, str(path), min_norm, orientation, sz_sign)
 
 
-def panel_grid(
-    shape: tuple[int, int], size: int = MIN_SIZE, stride: int = MIN_SIZE
-) -> list[tuple[int, int]]:
-    """Top-left corners of every size x size panel on a grid with the given stride."""
-    if stride < 1:
-        raise InputError(f"stride must be >= 1, got {stride}")
-    return [
-        (x, y)
-        for x in range(0, shape[0] - size + 1, stride)
-        for y in range(0, shape[1] - size + 1, stride)
-    ]
-
-
 def panels(
     spin_map: SpinMap, size: int = MIN_SIZE, stride: int = MIN_SIZE, min_trusted: float = 0.9
 ):
     """(P, size, size, 3) panels with at least ``min_trusted`` trusted pixels, and corners."""
     corners = [
         (x, y)
-        for x, y in panel_grid(spin_map.mask.shape, size, stride)
+        for x, y in panel_corners(spin_map.mask.shape, size, stride)
         if spin_map.mask[x : x + size, y : y + size].mean() >= min_trusted
     ]
     if not corners:
         raise InputError(f"{spin_map.source}: no {size}x{size} panel is {min_trusted:.0%} trusted")
-    tiles = np.stack([spin_map.spins[x : x + size, y : y + size] for x, y in corners])
-    return tiles, corners
+    return cut_panels(spin_map.spins, corners, size), corners
 
 
 @contextlib.contextmanager

@@ -29,8 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from spinfer.config import Params
-from spinfer.data.symmetry import OPERATIONS
+from spinfer.config import OPERATIONS, Params
 from spinfer.errors import ConfigError
 from spinfer.io import atomic_write_text
 from spinfer.render import save_figure

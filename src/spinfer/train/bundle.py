@@ -4,7 +4,8 @@
   calibration fitted on the validation set of its own training data: no test data);
 * ``run.json``: the run's name and MLflow run id, so that the evaluation stages add their
   metrics to the same MLflow run (resumed by id, never searched for);
-* in that MLflow run: the best checkpoint and the served pyfunc models.
+* in that MLflow run: the best checkpoint (the served pyfunc models are logged beside it by
+  spinfer.serve.pyfunc.publish_run).
 
 The train stage writes them; the evaluation stages (test noise, external set) only read
 them, so a change of ``noise.test_levels`` or of the external set retrains nothing.
@@ -17,11 +18,13 @@ import logging
 from pathlib import Path
 
 from spinfer.config import Params
+from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
-from spinfer.train.predictor import (
+from spinfer.models.predictor import (
     Predictor,
     assemble,
     fit_quantiles,
+    load_predictor,
     member_checkpoints,
     save_predictor,
 )
@@ -47,45 +50,41 @@ def build_predictor(params: Params, model_name: str, data: str, root: Path) -> P
 def finish_run(
     params: Params, model_name: str, data: str, root: Path | str, run_id: str | None
 ) -> Path:
-    """Write the run's predictor and record after training, and log the best checkpoint and
-    the served models to its MLflow run (``run_id``; None: no tracking). Returns model.pt."""
+    """Write the run's predictor and record after training, and log the best checkpoint to
+    its MLflow run (``run_id``; None: no tracking). Returns model.pt.
+
+    The served models are the serving part's to log (spinfer.serve.pyfunc.publish_run)."""
     root = Path(root)
     paths = run_paths(params, model_name, data, root)
     predictor = build_predictor(params, model_name, data, root)
     bundle = save_predictor(predictor, paths.out / "model.pt")
     record = {"run": paths.name, "model": model_name, "data": data, "run_id": run_id}
     atomic_write_text(paths.out / RUN_RECORD, json.dumps(record, indent=2) + "\n")
-    if run_id is not None:
+    if run_id is not None and paths.best.is_file():  # last.pt (optimizer state): DVC only
         import mlflow
 
-        from spinfer.serve.pyfunc import log_served_models
         from spinfer.tracking import setup_tracking
 
         setup_tracking(params, root)
         with mlflow.start_run(run_id=run_id):
-            if paths.best.is_file():  # last.pt (optimizer state) stays a DVC output only
-                mlflow.log_artifact(str(paths.best), artifact_path="checkpoints")
-            log_served_models(bundle)
+            mlflow.log_artifact(str(paths.best), artifact_path="checkpoints")
     return bundle
 
 
-def recorded_run_id(paths: RunPaths) -> str | None:
-    """The MLflow run id that trained the run at ``paths`` (None: untracked or unknown)."""
-    record = paths.out / RUN_RECORD
-    if not record.is_file():
-        return None
-    try:
-        return json.loads(record.read_text()).get("run_id")
-    except (OSError, json.JSONDecodeError):
-        return None
+def load_run_predictor(paths: RunPaths) -> Predictor:
+    """The run's calibrated predictor (``model.pt``); InputError when it was never trained."""
+    bundle = paths.out / "model.pt"
+    if not bundle.is_file():
+        raise InputError(f"{bundle}: no trained predictor (train {paths.name} first)")
+    return load_predictor(bundle)
 
 
 def tracked_run(params: Params, root: Path, paths: RunPaths) -> str | None:
     """The recorded MLflow run id of ``paths`` when the project's store still holds that
     run (tracking set up); None, with a warning when the store has lost it, otherwise."""
-    from spinfer.tracking import run_exists, setup_tracking
+    from spinfer.tracking import read_run_id, run_exists, setup_tracking
 
-    run_id = recorded_run_id(paths)
+    run_id = read_run_id(paths.out / RUN_RECORD)
     if run_id is None:
         return None
     setup_tracking(params, root)

@@ -6,7 +6,7 @@
 * PCA of the test error vectors (d_lambda, dK, 2 dD) in physical units: the paper finds the
   dominant axis along dK = 2 dD with Kshape = 2D, i.e. the network learns the effective
   anisotropy K - Kshape; here the ratio dK/dD of that axis is set beside kshape_factor;
-* calibration of the predicted uncertainty (spinfer.train.predictor): at every Ts the
+* calibration of the predicted uncertainty (spinfer.models.predictor): at every Ts the
   empirical coverage of the 68% and 95% intervals, their mean width, and a reliability
   figure (observed against nominal coverage), after variance scaling fitted on the
   validation set of the run's training data.
@@ -35,10 +35,11 @@ from tqdm import tqdm
 from spinfer.config import Params
 from spinfer.data.dataset import noise_levels, open_dataset
 from spinfer.data.targets import TARGET_NAMES, TargetScaler
-from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
+from spinfer.models.predictor import Predictor, coverage
+from spinfer.physics.observables import mean_abs_sz
 from spinfer.render import save_figure
-from spinfer.train.predictor import Predictor, coverage, load_predictor
+from spinfer.train.bundle import load_run_predictor, tracked_run
 from spinfer.train.runs import data_paths, run_paths
 
 LEVELS = (0.68, 0.95)  # intervals whose coverage is checked (target: within 5 points)
@@ -194,10 +195,7 @@ def evaluate_run(
     root = Path(root)
     paths = run_paths(params, model_name, data, root)
     if predictor is None:
-        bundle = paths.out / "model.pt"
-        if not bundle.is_file():
-            raise InputError(f"{bundle}: no trained predictor (train {paths.name} first)")
-        predictor = load_predictor(bundle)
+        predictor = load_run_predictor(paths)
     scaler = predictor.scaler
     stores = data_paths(params, root)
     levels = noise_levels(stores["test_noise"])
@@ -218,7 +216,7 @@ def evaluate_run(
         width.append([2 * predictor.half_width(std_n, p).mean(axis=0) for p in LEVELS])
         if truth_ts0 is None:
             truth_ts0, pred_ts0 = ds.params, scaler.denormalize(pred_n)
-            out_of_plane = mean_abs_sz(ds) > 0.5
+            out_of_plane = out_of_plane_images(ds)
             baseline = np.abs(mean_pred - true_n).mean(axis=0)
             baseline_phys = np.abs(scaler.denormalize(mean_pred[None]) - ds.params).mean(axis=0)
     comps, explained, ratio = error_pca(truth_ts0, pred_ts0)
@@ -244,9 +242,10 @@ def evaluate_run(
     )
 
 
-def mean_abs_sz(ds) -> np.ndarray:
-    """Mean |Sz| of every image of a dataset (1 out of plane, 0 in plane)."""
-    return np.array([float(ds[i][0][2].abs().mean()) for i in range(len(ds))])
+def out_of_plane_images(ds) -> np.ndarray:
+    """Which images of a dataset ((3, L, L) tensors) are out of plane (mean |Sz| > 0.5)."""
+    sz = [mean_abs_sz(np.moveaxis(ds[i][0].numpy(), 0, -1)) for i in range(len(ds))]
+    return np.array(sz) > 0.5
 
 
 def _kshape(textures: Path) -> float:
@@ -455,7 +454,6 @@ def evaluate_and_log(
     figures, and add them to its MLflow run (``run_id``, by default the one that trained it;
     none recorded: nothing is logged)."""
     from spinfer.tracking import setup_tracking
-    from spinfer.train.bundle import tracked_run
 
     root = Path(root)
     paths = run_paths(params, model_name, data, root)

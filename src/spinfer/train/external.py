@@ -34,8 +34,9 @@ from spinfer.data.external import ExternalSet, load_external, panel_tiles
 from spinfer.data.targets import TARGET_NAMES, TargetScaler
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
+from spinfer.models.predictor import Predictor
 from spinfer.render import save_figure
-from spinfer.train.predictor import Predictor, load_predictor
+from spinfer.train.bundle import load_run_predictor, tracked_run
 from spinfer.train.runs import run_paths
 
 CENTRE = 0.5  # the centre of every range, normalized
@@ -119,10 +120,7 @@ def evaluate_external(params: Params, model_name: str, data: str, root: Path | s
     if params.external.data is None:
         raise InputError("external.data is null: no external set to evaluate on")
     paths = run_paths(params, model_name, data, root)
-    bundle = paths.out / "model.pt"
-    if not bundle.is_file():
-        raise InputError(f"{bundle}: no trained predictor (train {paths.name} first)")
-    predictor = load_predictor(bundle)
+    predictor = load_run_predictor(paths)
     ext = load_external(root / params.external.data)
     pred_n = predict_external(predictor, ext)
     metrics = external_metrics(pred_n, ext, predictor.scaler)
@@ -149,8 +147,6 @@ def _log(params: Params, root: Path, paths, metrics: dict[str, Any], figure: Pat
     """Add the headline metrics, external.json and the figure to the MLflow run that
     trained the run (its run.json); nothing to do when it has none."""
     import mlflow
-
-    from spinfer.train.bundle import tracked_run
 
     run_id = tracked_run(params, root, paths)
     if run_id is None:

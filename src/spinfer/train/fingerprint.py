@@ -16,7 +16,7 @@ from spinfer.train.runs import data_paths
 
 #: the modules whose code decides a run's weights (beside its config and data)
 TRAINING_SOURCES = (
-    "train/loop.py", "train/models.py", "train/runs.py", "data/dataset.py", "data/symmetry.py",
+    "train/loop.py", "models/networks.py", "train/runs.py", "data/dataset.py", "data/symmetry.py",
 )  # fmt: skip
 
 

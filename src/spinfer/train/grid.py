@@ -38,10 +38,14 @@ def _write(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
+def write_not_trained(folder: Path, why: str, **extra: Any) -> None:
+    """``folder/status.json``: a stage's record that it trained nothing, and why."""
+    _write(folder / "status.json", {"trained": False, **extra, "reason": why})
+
+
 def write_skipped_training(params: Params, model: str, data: str, root: Path, why: str) -> None:
     """The train stage's output for a run the profile leaves out."""
-    note = {"trained": False, "skipped": True, "reason": why}
-    _write(root / params.train.out / run_name(model, data) / "status.json", note)
+    write_not_trained(root / params.train.out / run_name(model, data), why, skipped=True)
 
 
 def write_skipped_evaluation(params: Params, model: str, data: str, root: Path, why: str) -> None:

@@ -32,9 +32,7 @@ from spinfer.config import Params
 from spinfer.data.dataset import ShardSampler, TextureDataset, shuffle_window
 from spinfer.data.symmetry import Augmenter
 from spinfer.errors import InputError, TrainingDiverged
-from spinfer.train.distributed import Dist, init_group, pick_device
-from spinfer.train.fingerprint import fingerprint
-from spinfer.train.models import (
+from spinfer.models.networks import (
     build_model,
     count_parameters,
     lambda_offset,
@@ -43,6 +41,8 @@ from spinfer.train.models import (
     save_atomic,
     split_output,
 )
+from spinfer.train.distributed import Dist, init_group, pick_device
+from spinfer.train.fingerprint import fingerprint
 from spinfer.train.runs import (
     RunPaths,
     check_run,

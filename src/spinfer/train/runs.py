@@ -14,7 +14,7 @@ from pathlib import Path
 from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
 from spinfer.data.dataset import TextureDataset, open_dataset
 from spinfer.errors import ConfigError, InputError
-from spinfer.train.models import is_known_model
+from spinfer.models.networks import is_known_model
 
 
 def run_name(model: str, data: str) -> str:

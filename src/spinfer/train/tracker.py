@@ -3,8 +3,8 @@ last, reopened by id when a killed training resumes; only rank 0 talks to MLflow
 
 from __future__ import annotations
 
+from spinfer.models.networks import count_parameters
 from spinfer.tracking import run_exists
-from spinfer.train.models import count_parameters
 
 
 class Tracker:

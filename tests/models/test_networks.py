@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from spinfer.errors import ConfigError
+from spinfer.models.networks import build_model, count_parameters
 from spinfer.train.compare import findings
 from spinfer.train.evaluate import error_pca
-from spinfer.train.models import build_model, count_parameters
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "cnn"])

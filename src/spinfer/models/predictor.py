@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from spinfer.data.symmetry import apply_symmetry, flip_lambda, group_elements, lambda_sign
 from spinfer.data.targets import TargetScaler
 from spinfer.errors import InputError
-from spinfer.train.models import lambda_offset, net_from_payload, save_atomic, split_output
+from spinfer.models.networks import lambda_offset, net_from_payload, save_atomic, split_output
 
 FORMAT = "spinfer-predictor/1"
 ONE_SIGMA = 0.6827
