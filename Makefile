@@ -40,12 +40,12 @@ test-full: setup ## tests plus the physics validation scripts
 	$(BIN)/python validation/mc_bias.py
 
 lint: setup ## ruff check and format check
-	$(BIN)/ruff check src tests benchmarks validation
-	$(BIN)/ruff format --check src tests benchmarks validation
+	$(BIN)/ruff check src tests benchmarks validation notebooks
+	$(BIN)/ruff format --check src tests benchmarks validation notebooks
 
 format: setup ## ruff format and autofix
-	$(BIN)/ruff format src tests benchmarks validation
-	$(BIN)/ruff check --fix src tests benchmarks validation
+	$(BIN)/ruff format src tests benchmarks validation notebooks
+	$(BIN)/ruff check --fix src tests benchmarks validation notebooks
 
 bench: setup ## speed benchmarks (print ratios against a baseline of the same run)
 	$(BIN)/python benchmarks/mc_speed.py
