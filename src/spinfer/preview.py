@@ -29,11 +29,6 @@ class PreviewTexture:
     png: str
 
 
-def out_of_plane(spins: np.ndarray, threshold: float = 0.5) -> bool:
-    """The paper's classification: a texture is out-of-plane when mean |Sz| > threshold."""
-    return float(np.mean(np.abs(spins[..., 2]))) > threshold
-
-
 def render_preview(params: Params, out_dir: Path | str) -> list[PreviewTexture]:
     """Anneal ``preview.textures`` parameter sets drawn across the ranges; write PNGs.
 

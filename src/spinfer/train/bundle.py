@@ -5,7 +5,7 @@
 * ``run.json``: the run's name and MLflow run id, so that the evaluation stages add their
   metrics to the same MLflow run (resumed by id, never searched for);
 * in that MLflow run: the best checkpoint (the served pyfunc models are logged beside it by
-  spinfer.serve.pyfunc.publish_run).
+  spinfer.serve.publish.publish_run).
 
 The train stage writes them; the evaluation stages (test noise, external set) only read
 them, so a change of ``noise.test_levels`` or of the external set retrains nothing.
@@ -53,7 +53,7 @@ def finish_run(
     """Write the run's predictor and record after training, and log the best checkpoint to
     its MLflow run (``run_id``; None: no tracking). Returns model.pt.
 
-    The served models are the serving part's to log (spinfer.serve.pyfunc.publish_run)."""
+    The served models are the serving part's to log (spinfer.serve.publish.publish_run)."""
     root = Path(root)
     paths = run_paths(params, model_name, data, root)
     predictor = build_predictor(params, model_name, data, root)
