@@ -8,6 +8,7 @@ import yaml
 from spinfer.config import load_params, params_from_dict
 from spinfer.data.grid import draw_sets, parameter_grid, resolve_kshape_factor
 from spinfer.errors import ConfigError
+from tests.conftest import ROOT
 
 
 def test_repo_params_load_every_profile(repo_params):
@@ -78,12 +79,25 @@ def test_override_is_applied_last(repo_params):
         ({"external": {"set": "x.npz"}}, "external.set"),
         ({"train": {"grid": ["resnet18", "vgg"]}}, "train.grid"),
         ({"train": {"grid": []}}, "train.grid"),
+        ({"train": {"out_of_plane_share": 1.0}}, "train.out_of_plane_share"),
+        ({"train": {"out_of_plane_share": 0}}, "train.out_of_plane_share"),
+        ({"train": {"out_of_plane_share": "half"}}, "train.out_of_plane_share"),
         ({"profiles": {"default": {"trian": {}}}}, "profiles.default.trian"),
     ],
 )
 def test_invalid_params_name_the_key(raw, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         params_from_dict(raw)
+
+
+def test_out_of_plane_share_default_and_paper():
+    """Drawn as half of each epoch by default; the paper's recipe shows every texture once."""
+    assert load_params(ROOT / "params.yaml").train.out_of_plane_share == 0.5
+    assert load_params(ROOT / "params.yaml", ["profile=paper"]).train.out_of_plane_share is None
+    assert (
+        params_from_dict({"train": {"out_of_plane_share": None}}).train
+        == params_from_dict({}).train
+    )
 
 
 def test_the_default_profile_may_have_an_overlay():

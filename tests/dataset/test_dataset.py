@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from spinfer.data.dataset import ShardSampler, noise_levels, open_dataset
+from spinfer.data.dataset import ShardSampler, noise_levels, open_dataset, phase_weights
 from spinfer.data.split import load_splits
 from spinfer.data.store import open_store
 from spinfer.data.targets import TargetScaler
@@ -107,6 +107,55 @@ def test_shard_sampler_partitions_between_ranks(tiny_data):
     assert len(parts[0]) == len(parts[1]) == 9
     assert set(parts[0]).isdisjoint(parts[1])
     assert set(parts[0]) | set(parts[1]) == set(range(len(ds)))
+
+
+def test_phase_weights_give_out_of_plane_items_their_share():
+    out = np.array([True, False, False, False, True, False])
+    w = phase_weights(out, 0.5)
+    assert w[out].sum() == pytest.approx(0.5) and w.sum() == pytest.approx(1.0)
+    assert len(set(w[out])) == 1 and len(set(w[~out])) == 1  # equal within a phase
+    assert phase_weights(out, None) is None
+    assert phase_weights(np.zeros(4, bool), 0.5) is None  # one phase only: nothing to balance
+    assert phase_weights(np.ones(4, bool), 0.5) is None
+
+
+def test_datasets_know_each_items_phase_from_its_clean_texture(tiny_data):
+    column = open_store(tiny_data["textures"])["mean_abs_sz"][:]
+    splits = load_splits(tiny_data["splits"])
+    for split, noise in (("train", "clean"), ("train", "noisy"), ("test", 0.0), ("test", 1.0)):
+        ds = _open(tiny_data, split, noise)
+        assert np.allclose(ds.mean_abs_sz, column[splits[split]])  # noise leaves the phase
+        assert (ds.out_of_plane() == (ds.mean_abs_sz > 0.5)).all()
+    clean = _open(tiny_data, "test", 0.0)
+    sz = [float(np.abs(clean[i][0][2].numpy()).mean()) for i in range(len(clean))]
+    assert np.allclose(sz, clean.mean_abs_sz, atol=1e-3)  # Ts = 0 images are the textures
+
+
+def test_weighted_sampler_draws_the_share_seeded_within_windows(tiny_data):
+    ds = _open(tiny_data, "train")
+    n_shards = len({int(ds.shard_of(i)) for i in range(len(ds))})
+    out = np.arange(len(ds)) % 3 == 0  # a third "out of plane", whatever the store holds
+    weights = phase_weights(out, 0.75)
+    sampler = ShardSampler(ds, seed=3, window=1, weights=weights)
+    drawn = []
+    for epoch in range(200):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(ds)  # an epoch keeps its length
+        shards = [int(ds.shard_of(i)) for i in order]
+        assert sum(a != b for a, b in itertools.pairwise(shards)) <= n_shards - 1  # by shard
+        drawn += order
+    assert np.mean(out[drawn]) == pytest.approx(0.75, abs=0.02)
+    sampler.set_epoch(7)
+    again = ShardSampler(ds, seed=3, window=1, weights=weights)
+    again.set_epoch(7)
+    assert list(again) == list(sampler)
+    parts = [list(ShardSampler(ds, seed=0, rank=r, world=2, weights=weights)) for r in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == len(ds) // 2
+    with pytest.raises(InputError, match="one non-negative weight per item"):
+        ShardSampler(ds, weights=np.ones(len(ds) + 1))
+    with pytest.raises(InputError, match="one non-negative weight per item"):
+        ShardSampler(ds, weights=np.zeros(len(ds)))
 
 
 def test_dataloader_with_worker_processes(tiny_data):

@@ -247,6 +247,11 @@ class TrainParams:
     ``grid``: the capacity-grid models this profile trains; a grid model left out is not
     trained (its pipeline stages record why and make no MLflow run), for a budget that
     cannot train it to better than the mean predictor.
+
+    ``out_of_plane_share``: the share of each epoch's draws given to out-of-plane training
+    textures (mean |Sz| above 1/2), drawn with replacement (spinfer.data.dataset's
+    phase_weights); ``null`` shows every texture once per epoch (the paper). Uniform in-plane
+    states hold no couplings, and most of the paper's K range is in plane.
     """
 
     grid: tuple[str, ...] = MODEL_NAMES
@@ -264,6 +269,7 @@ class TrainParams:
     head: str = "gaussian"
     beta: float = 1.0
     ensemble: int | None = None
+    out_of_plane_share: float | None = None
     loader_workers: int = 0
     device: str = "auto"
     amp: bool = True
@@ -324,6 +330,12 @@ class TrainParams:
             )
         if not 0.0 <= self.beta <= 1.0:
             raise ConfigError(f"train.beta must lie in [0, 1], got {self.beta}")
+        share = self.out_of_plane_share
+        if share is not None and not 0.0 < share < 1.0:
+            raise ConfigError(
+                f"train.out_of_plane_share must lie strictly between 0 and 1, got {share} "
+                "(null: every texture once per epoch)"
+            )
         if self.ensemble is not None and self.ensemble < 2:
             raise ConfigError(
                 f"train.ensemble: an ensemble needs at least 2 members, got {self.ensemble} "

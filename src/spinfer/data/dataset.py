@@ -23,6 +23,7 @@ from spinfer.data.split import SPLITS, load_splits
 from spinfer.data.store import open_store, store_meta
 from spinfer.data.targets import TargetScaler
 from spinfer.errors import InputError
+from spinfer.physics.observables import OUT_OF_PLANE
 
 NOISE_VARIANTS = ("clean", "noisy")
 
@@ -56,11 +57,14 @@ class TextureDataset(Dataset):
         scaler: TargetScaler,
         name: str = "",
         cached_shards: int = 2,
+        mean_abs_sz: np.ndarray | None = None,
     ) -> None:
         self.store = str(store)
         self.array_path = array
         self.index = np.asarray(index, dtype=np.int64)
         self.params = np.asarray(params, dtype=np.float64).reshape(-1, 3)
+        # per item, of the clean texture it shows (noise leaves the phase alone)
+        self.mean_abs_sz = None if mean_abs_sz is None else np.asarray(mean_abs_sz, np.float64)
         self.scaler = scaler
         self.name = name
         self._targets = torch.from_numpy(scaler.normalize(self.params).astype(np.float32))
@@ -100,6 +104,15 @@ class TextureDataset(Dataset):
             self._shards.move_to_end(k)
         return block
 
+    def out_of_plane(self) -> np.ndarray:
+        """(N,) bool: the item's texture is out of plane (mean |Sz| above OUT_OF_PLANE)."""
+        if self.mean_abs_sz is None:
+            raise InputError(
+                f"{self.store}: no mean |Sz| per texture (the texture store's mean_abs_sz "
+                "column) to tell out-of-plane textures from in-plane ones"
+            )
+        return self.mean_abs_sz > OUT_OF_PLANE
+
     def cache_shards(self, n: int) -> None:
         """Keep up to ``n`` decoded shards per process (LRU)."""
         self._cached = max(1, int(n))
@@ -126,6 +139,10 @@ class ShardSampler(Sampler[int]):
     network should read. Training mixes every shard the dataset's cache can hold
     (``shuffle_window``). With ``world > 1`` (DDP) every rank gets a disjoint, equally long
     share of the items (padded by repetition like ``DistributedSampler``).
+
+    ``weights`` (per item, summing to 1; see ``phase_weights``): each epoch draws as many
+    items as the dataset holds, with replacement, item i with probability ``weights[i]``
+    (seeded per epoch), instead of every item once.
     """
 
     def __init__(
@@ -136,10 +153,17 @@ class ShardSampler(Sampler[int]):
         rank: int = 0,
         world: int = 1,
         window: int = 1,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.shards = np.asarray(dataset.shard_of(np.arange(len(dataset))))
         self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world
         self.window = max(1, int(window))
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != self.shards.shape or (weights < 0).any() or weights.sum() <= 0:
+                raise InputError("sampler weights: one non-negative weight per item, not all 0")
+            weights = weights / weights.sum()
+        self.weights = weights
         self.epoch = 0
         self.per_rank = -(-len(dataset) // world)
 
@@ -153,7 +177,9 @@ class ShardSampler(Sampler[int]):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
         keys = np.unique(self.shards)
         rank_of = dict(zip(keys.tolist(), rng.permutation(len(keys)).tolist(), strict=True))
-        primary = np.array([rank_of[s] // self.window for s in self.shards.tolist()])
+        if self.weights is not None:
+            items = np.sort(rng.choice(len(items), size=len(items), p=self.weights))
+        primary = np.array([rank_of[s] // self.window for s in self.shards[items].tolist()])
         return items[np.lexsort((rng.random(len(items)), primary))]
 
     def __iter__(self) -> Iterator[int]:
@@ -166,6 +192,21 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+def phase_weights(out_of_plane: np.ndarray, share: float | None) -> np.ndarray | None:
+    """Sampling weights that give out-of-plane items ``share`` of the draws (None: none).
+
+    A uniform in-plane state is torque-free for every coupling, so it holds nothing of
+    (lambda, K, D); most textures of the paper's K range are in plane. Drawing out-of-plane
+    textures more often spends the training steps where the couplings can be read. With
+    one phase only there is nothing to balance (None).
+    """
+    out = np.asarray(out_of_plane, dtype=bool)
+    n_out = int(out.sum())
+    if share is None or n_out in (0, len(out)):
+        return None
+    return np.where(out, share / n_out, (1.0 - share) / (len(out) - n_out))
 
 
 def shuffle_window(dataset: TextureDataset, budget_bytes: int = 1 << 30) -> int:
@@ -199,7 +240,10 @@ def open_dataset(
             raise InputError(f"the '{split}' split of {splits} is empty")
         params = group["params"][:][index]
         scaler = TargetScaler.from_meta(store_meta(group))
-        return TextureDataset(textures, "spins", index, params, scaler, f"{split}/clean")
+        return TextureDataset(
+            textures, "spins", index, params, scaler, f"{split}/clean",
+            mean_abs_sz=_texture_column(textures, "mean_abs_sz", index),
+        )  # fmt: skip
     if noise == "noisy":
         if split == "test":
             raise InputError("the test split has fixed levels: pass noise=Ts (0.0 .. 1.0)")
@@ -224,8 +268,18 @@ def open_dataset(
         raise InputError(f"variant '{name}' of {noisy} is empty")
     scaler = TargetScaler.from_meta(store_meta(group))
     return TextureDataset(
-        noisy, f"{name}/spins", np.arange(len(index)), sub["params"][:], scaler, name
-    )
+        noisy, f"{name}/spins", np.arange(len(index)), sub["params"][:], scaler, name,
+        mean_abs_sz=_texture_column(textures, "mean_abs_sz", index),
+    )  # fmt: skip
+
+
+def _texture_column(textures: Path | str, column: str, rows: np.ndarray) -> np.ndarray | None:
+    """A per-texture column of the texture store at ``rows`` (noisy copies name their
+    texture's row in ``index``); None where the store or the column is absent."""
+    if not (Path(textures) / "zarr.json").is_file():
+        return None
+    group = open_store(textures)
+    return group[column][:][np.asarray(rows)] if column in group else None
 
 
 def noise_levels(test_noise: Path | str = "artifacts/test_noise.zarr") -> list[float]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from spinfer.data.panels import cut_panels, panel_corners
 from spinfer.errors import InputError
+from spinfer.physics.observables import OUT_OF_PLANE
 
 UNIT_TOLERANCE = 1e-3
 
@@ -37,8 +38,9 @@ class ExternalSet:
 
     @property
     def out_of_plane(self) -> np.ndarray:
-        """Textures whose mean |Sz| exceeds 1/2 (the evaluation's out-of-plane class)."""
-        return np.abs(self.spins[..., 2]).mean(axis=(1, 2)) > 0.5
+        """Textures whose mean |Sz| exceeds OUT_OF_PLANE (the evaluation's out-of-plane
+        class)."""
+        return np.abs(self.spins[..., 2]).mean(axis=(1, 2)) > OUT_OF_PLANE
 
 
 def load_external(path: Path | str) -> ExternalSet:

@@ -22,9 +22,8 @@ from spinfer.data.generate import read_textures
 from spinfer.data.split import SPLITS, load_splits
 from spinfer.data.store import store_meta
 from spinfer.io import atomic_write_text
+from spinfer.physics.observables import OUT_OF_PLANE
 from spinfer.render import save_contact_sheet, save_figure, texture_label
-
-OUT_OF_PLANE = 0.5
 
 
 def _contact_rows(k_rel: np.ndarray, set_id: np.ndarray, replica: np.ndarray, n: int):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+#: mean |Sz| above which a texture counts as out of plane (the paper's classification)
+OUT_OF_PLANE = 0.5
+
 
 def mean_abs_sz(spins: np.ndarray) -> float:
-    """Mean |Sz|: > 0.5 counts as an out-of-plane texture (the paper's classification)."""
+    """Mean |Sz|: above OUT_OF_PLANE counts as an out-of-plane texture."""
     return float(np.mean(np.abs(spins[..., 2])))
 
 

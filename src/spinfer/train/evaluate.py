@@ -37,7 +37,7 @@ from spinfer.data.dataset import noise_levels, open_dataset
 from spinfer.data.targets import TARGET_NAMES, TargetScaler
 from spinfer.io import atomic_write_text
 from spinfer.models.predictor import Predictor, coverage
-from spinfer.physics.observables import mean_abs_sz
+from spinfer.physics.observables import OUT_OF_PLANE, mean_abs_sz
 from spinfer.render import save_figure
 from spinfer.train.bundle import load_run_predictor, tracked_run
 from spinfer.train.runs import data_paths, run_paths
@@ -243,9 +243,10 @@ def evaluate_run(
 
 
 def out_of_plane_images(ds) -> np.ndarray:
-    """Which images of a dataset ((3, L, L) tensors) are out of plane (mean |Sz| > 0.5)."""
+    """Which images of a dataset ((3, L, L) tensors) are out of plane (mean |Sz| above
+    OUT_OF_PLANE)."""
     sz = [mean_abs_sz(np.moveaxis(ds[i][0].numpy(), 0, -1)) for i in range(len(ds))]
-    return np.array(sz) > 0.5
+    return np.array(sz) > OUT_OF_PLANE
 
 
 def _kshape(textures: Path) -> float:

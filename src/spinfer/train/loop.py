@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from spinfer.config import Params
-from spinfer.data.dataset import ShardSampler, TextureDataset, shuffle_window
+from spinfer.data.dataset import ShardSampler, TextureDataset, phase_weights, shuffle_window
 from spinfer.data.symmetry import Augmenter
 from spinfer.errors import InputError, TrainingDiverged
 from spinfer.models.networks import (
@@ -73,6 +73,22 @@ class TrainResult:
     resumed_from: int
     seconds: float
     run_id: str | None
+
+
+def _phase_weights(
+    ds: TextureDataset, share: float | None, name: str, say: bool
+) -> np.ndarray | None:
+    """The training sampler's weights for ``train.out_of_plane_share`` (None: none)."""
+    if share is None:
+        return None
+    out = ds.out_of_plane()
+    weights = phase_weights(out, share)
+    if say:
+        drawn = f"drawn as {share:.0%} of each epoch" if weights is not None else "one phase only"
+        log.info(
+            "%s: %d of %d training textures out of plane, %s", name, out.sum(), len(out), drawn
+        )
+    return weights
 
 
 def _loader(ds: TextureDataset, params: Params, sampler: ShardSampler) -> DataLoader:
@@ -305,7 +321,8 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     seed = params.base.seed
     window = shuffle_window(train_ds)
     train_ds.cache_shards(window)
-    train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world, window)
+    weights = _phase_weights(train_ds, params.train.out_of_plane_share, paths.name, dist.main)
+    train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world, window, weights)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
     train_loader = _loader(train_ds, params, train_sampler)
     val_loader = _loader(val_ds, params, val_sampler)
