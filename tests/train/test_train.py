@@ -217,23 +217,22 @@ def test_changed_training_code_does_not_resume_an_old_checkpoint(tmp_path, tiny_
     assert again.resumed_from == 0 and again.state.epoch == 2
 
 
-def test_out_of_plane_share_is_said_and_decides_the_weights(tmp_path, tiny_data, caplog):
-    """The sampler's phase weights reach training, which names the split it balances; the
-    share is part of the fingerprint (another share does not resume the checkpoint)."""
+def test_out_of_plane_share_is_recorded_and_decides_the_weights(tmp_path, tiny_data):
+    """The sampler's phase weights reach training, whose MLflow run says what they balance;
+    the share is part of the fingerprint (another share does not resume the checkpoint)."""
     from spinfer.train.fingerprint import fingerprint
 
     params_path = make_project(tmp_path, tiny_data)
     half = load_params(params_path, ["train.epochs={cnn: 1}", "train.out_of_plane_share=0.5"])
-    with caplog.at_level("INFO", logger="spinfer.train.loop"):
-        train_run(half, "cnn", "noisy", tmp_path, progress=False)
-    assert "of 18 training textures out of plane" in caplog.text
-    caplog.clear()
+    first = train_run(half, "cnn", "noisy", tmp_path, progress=False)
+    client, _ = _client(params_path)
+    assert " of 18, " in client.get_run(first.run_id).data.tags["out_of_plane_textures"]
     none = load_params(params_path, ["train.epochs={cnn: 1}", "train.out_of_plane_share=null"])
-    assert fingerprint(half, "cnn", "noisy", tmp_path) != fingerprint(
-        none, "cnn", "noisy", tmp_path
-    )
-    assert train_run(none, "cnn", "noisy", tmp_path, progress=False).resumed_from == 0
-    assert "training textures out of plane" not in caplog.text
+    prints = [fingerprint(p, "cnn", "noisy", tmp_path) for p in (half, none)]
+    assert prints[0] != prints[1]
+    second = train_run(none, "cnn", "noisy", tmp_path, progress=False)
+    assert second.resumed_from == 0 and second.run_id != first.run_id
+    assert "out_of_plane_textures" not in client.get_run(second.run_id).data.tags
 
 
 def test_a_lost_tracking_store_gets_a_new_run_with_the_history(tmp_path, tiny_data):

@@ -75,20 +75,15 @@ class TrainResult:
     run_id: str | None
 
 
-def _phase_weights(
-    ds: TextureDataset, share: float | None, name: str, say: bool
-) -> np.ndarray | None:
-    """The training sampler's weights for ``train.out_of_plane_share`` (None: none)."""
+def _phase_weights(ds: TextureDataset, share: float | None) -> tuple[np.ndarray | None, dict]:
+    """The training sampler's weights for ``train.out_of_plane_share`` (None: none) and
+    the MLflow tag that says what they balance."""
     if share is None:
-        return None
+        return None, {}
     out = ds.out_of_plane()
     weights = phase_weights(out, share)
-    if say:
-        drawn = f"drawn as {share:.0%} of each epoch" if weights is not None else "one phase only"
-        log.info(
-            "%s: %d of %d training textures out of plane, %s", name, out.sum(), len(out), drawn
-        )
-    return weights
+    drawn = f"drawn as {share:.0%} of each epoch" if weights is not None else "one phase only"
+    return weights, {"out_of_plane_textures": f"{out.sum()} of {len(out)}, {drawn}"}
 
 
 def _loader(ds: TextureDataset, params: Params, sampler: ShardSampler) -> DataLoader:
@@ -321,7 +316,10 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     seed = params.base.seed
     window = shuffle_window(train_ds)
     train_ds.cache_shards(window)
-    weights = _phase_weights(train_ds, params.train.out_of_plane_share, paths.name, dist.main)
+    weights, phase_tag = _phase_weights(train_ds, params.train.out_of_plane_share)
+    if phase_tag:
+        log.debug("%s: out-of-plane training textures %s", paths.name, phase_tag)
+        tags = {**(tags or {}), **phase_tag}
     train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world, window, weights)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
     train_loader = _loader(train_ds, params, train_sampler)
