@@ -131,25 +131,29 @@ def test_logged_model_returns_physical_parameters(trained):
     model, ds, spins = logged_model_and_test_spins(trained["root"], params, runs[0].info.run_id, 3)
     out = model.predict(spins)
     assert list(out.columns)[:5] == ["image", "panel", "lambda", "K", "D"] and len(out) == 3
-    # the wrapper is the network plus the inverse target map
-    x = torch.from_numpy(spins.transpose(0, 3, 1, 2).copy())
-    net = torch.load(trained["result"].paths.best, weights_only=False)
+    # the wrapper is the network averaged over train.tta's elements (the default's D4 keeps
+    # lambda), plus the inverse target map
+    from spinfer.data.symmetry import apply_symmetry, group_elements, lambda_sign
+    from spinfer.models.predictor import load_predictor
     from spinfer.train.loop import load_best
 
+    x = torch.from_numpy(spins.transpose(0, 3, 1, 2).copy())
+    net = torch.load(trained["result"].paths.best, weights_only=False)
     model_net, _ = load_best(trained["result"].paths.best)
+    elements = group_elements(params.train.tta_ops)
+    assert len(elements) == 8 and all(lambda_sign(g) > 0 for g in elements)
     with torch.no_grad():
-        raw = model_net(x).numpy()
+        raw = np.stack([model_net(apply_symmetry(x, g) if g else x).double().numpy()
+                        for g in elements])  # fmt: skip
+    mean = raw[..., :3].mean(0)
     np.testing.assert_allclose(
-        out[["lambda", "K", "D"]].to_numpy(),
-        ds.scaler.denormalize(raw[:, :3]),
-        rtol=1e-5,
-        atol=1e-6,
+        out[["lambda", "K", "D"]].to_numpy(), ds.scaler.denormalize(mean), rtol=1e-5, atol=1e-6
     )
-    # Gaussian head: std = sqrt(exp(log-variance)) x the calibration factor, in physical units
-    from spinfer.models.predictor import load_predictor
-
+    # Gaussian head: the mixture's std (mean variance + variance of the means) x the
+    # calibration factor, in physical units
+    var = np.exp(raw[..., 3:]).mean(0) + (raw[..., :3] ** 2).mean(0) - mean**2
     scale = load_predictor(trained["result"].paths.out / "model.pt").scale
-    std = np.exp(0.5 * raw[:, 3:]) * scale * ds.scaler.span
+    std = np.sqrt(var) * scale * ds.scaler.span
     np.testing.assert_allclose(out[["lambda_std", "K_std", "D_std"]].to_numpy(), std, rtol=1e-4)
     assert net["size"] == 16 and net["head"] == "gaussian"
 
