@@ -82,6 +82,8 @@ def test_override_is_applied_last(repo_params):
         ({"train": {"out_of_plane_share": 1.0}}, "train.out_of_plane_share"),
         ({"train": {"out_of_plane_share": 0}}, "train.out_of_plane_share"),
         ({"train": {"out_of_plane_share": "half"}}, "train.out_of_plane_share"),
+        ({"tune": {"out_of_plane_share": [0.0, 0.5]}}, "tune.out_of_plane_share"),
+        ({"tune": {"out_of_plane_share": [0.6, 0.4]}}, "tune.out_of_plane_share"),
         ({"profiles": {"default": {"trian": {}}}}, "profiles.default.trian"),
     ],
 )
@@ -94,6 +96,8 @@ def test_out_of_plane_share_default_and_paper():
     """Drawn as half of each epoch by default; the paper's recipe shows every texture once."""
     assert load_params(ROOT / "params.yaml").train.out_of_plane_share == 0.5
     assert load_params(ROOT / "params.yaml", ["profile=paper"]).train.out_of_plane_share is None
+    assert load_params(ROOT / "params.yaml").tune.out_of_plane_share == (0.2, 0.8)
+    assert load_params(ROOT / "params.yaml", ["profile=paper"]).tune.out_of_plane_share is None
     assert (
         params_from_dict({"train": {"out_of_plane_share": None}}).train
         == params_from_dict({}).train

@@ -96,6 +96,9 @@ def test_study_logs_nested_trials_and_writes_the_best(tmp_path, tiny_data):
     assert tuned["study"] == "s1" and tuned["model"] == "cnn"
     assert tuned["trial"] == summary.best_trial
     assert tuned["train"]["batch_size"] == 8 and 1 <= tuned["train"]["cnn_depth"] <= 2
+    assert 0.2 <= tuned["train"]["out_of_plane_share"] <= 0.8  # searched, linear range
+    shares = {float(r.data.params["train.out_of_plane_share"]) for r in trials}
+    assert len(shares) == 3 and all(0.2 <= v <= 0.8 for v in shares)
 
     # rerun: the study continues (same parent run), the trial count grows
     again = tune(params, "s1", 1, tmp_path)

@@ -148,10 +148,10 @@ def fail_orphans(study) -> list[int]:
 def suggest(trial, tune: TuneParams) -> dict[str, Any]:
     """One point of the search space (the CNN's width and depth only for the CNN)."""
 
-    def ranged(name: str, lo: float, hi: float) -> float:
+    def ranged(name: str, lo: float, hi: float, log: bool = True) -> float:
         if lo == hi:
             return lo
-        return trial.suggest_float(name, lo, hi, log=lo > 0)
+        return trial.suggest_float(name, lo, hi, log=log and lo > 0)
 
     choice = {
         "model": trial.suggest_categorical("model", list(tune.models)),
@@ -160,6 +160,9 @@ def suggest(trial, tune: TuneParams) -> dict[str, Any]:
         "batch_size": trial.suggest_categorical("batch_size", list(tune.batch_size)),
         "weight_decay": ranged("weight_decay", *tune.weight_decay),
     }
+    if tune.out_of_plane_share is not None:
+        share = ranged("out_of_plane_share", *tune.out_of_plane_share, log=False)
+        choice["out_of_plane_share"] = share
     if choice["model"] == "cnn":
         choice["cnn_width"] = trial.suggest_int("cnn_width", *tune.cnn_width, log=True)
         choice["cnn_depth"] = trial.suggest_int("cnn_depth", *tune.cnn_depth)
@@ -177,6 +180,7 @@ def trial_params(params: Params, choice: dict[str, Any], out: str, epochs: int) 
         weight_decay=float(choice["weight_decay"]),
         cnn_width=int(choice.get("cnn_width", params.train.cnn_width)),
         cnn_depth=int(choice.get("cnn_depth", params.train.cnn_depth)),
+        out_of_plane_share=choice.get("out_of_plane_share", params.train.out_of_plane_share),
         epochs={choice["model"]: epochs},
         out=f"{out}/models",
         eval_out=f"{out}/eval",
@@ -367,6 +371,10 @@ def best_settings(params: Params, trial) -> dict[str, Any]:
         "weight_decay": float(p.get("weight_decay", params.tune.weight_decay[0])),
         "epochs": max(params.tune.epochs, params.train.epochs.get(model, 0)),
     }
+    if "out_of_plane_share" in p:
+        train["out_of_plane_share"] = float(p["out_of_plane_share"])
+    elif params.tune.out_of_plane_share is not None:  # a range with equal ends
+        train["out_of_plane_share"] = float(params.tune.out_of_plane_share[0])
     if model == "cnn":
         train["cnn_width"] = int(p["cnn_width"])
         train["cnn_depth"] = int(p["cnn_depth"])

@@ -385,10 +385,11 @@ class TuneParams:
     ``journal:PATH`` (an Optuna journal file). ``models`` may name any timm model besides
     the grid's three. ``lr`` and ``weight_decay`` are log-scale ranges (equal ends fix the
     value; a weight_decay range starting at 0 is searched linearly); ``cnn_width`` and
-    ``cnn_depth`` are searched only for the CNN. Every trial trains ``epochs`` epochs and
-    reports its validation MAE per epoch to a MedianPruner that waits for
-    ``startup_trials`` finished trials and ``warmup_epochs`` epochs. The best trial's
-    settings go to ``best_out``, which the ``tuned`` stage of dvc.yaml retrains.
+    ``cnn_depth`` are searched only for the CNN. ``out_of_plane_share`` is a linear range
+    for train.out_of_plane_share (null: every trial keeps the train section's). Every trial
+    trains ``epochs`` epochs and reports its validation MAE per epoch to a MedianPruner that
+    waits for ``startup_trials`` finished trials and ``warmup_epochs`` epochs. The best
+    trial's settings go to ``best_out``, which the ``tuned`` stage of dvc.yaml retrains.
     """
 
     storage: str = "sqlite:///artifacts/tune/optuna.db"
@@ -400,6 +401,7 @@ class TuneParams:
     weight_decay: tuple[float, float] = (1e-6, 1e-2)
     cnn_width: tuple[int, int] = (8, 64)
     cnn_depth: tuple[int, int] = (2, 5)
+    out_of_plane_share: tuple[float, float] | None = None
     epochs: int = 4
     startup_trials: int = 3
     warmup_epochs: int = 1
@@ -429,6 +431,11 @@ class TuneParams:
             raise ConfigError("tune needs lr > 0, weight_decay >= 0, cnn_width and cnn_depth >= 1")
         if min(self.batch_size) < 1:
             raise ConfigError("tune.batch_size: every batch size must be >= 1")
+        share = self.out_of_plane_share
+        if share is not None and not (0 < share[0] <= share[1] < 1):
+            raise ConfigError(
+                f"tune.out_of_plane_share: need 0 < low <= high < 1, got {list(share)}"
+            )
         if self.epochs < 1 or self.startup_trials < 0 or self.warmup_epochs < 0:
             raise ConfigError("tune needs epochs >= 1, startup_trials >= 0, warmup_epochs >= 0")
 

@@ -242,7 +242,7 @@ def open_dataset(
         scaler = TargetScaler.from_meta(store_meta(group))
         return TextureDataset(
             textures, "spins", index, params, scaler, f"{split}/clean",
-            mean_abs_sz=_texture_column(textures, "mean_abs_sz", index),
+            mean_abs_sz=_column(group, "mean_abs_sz", index),
         )  # fmt: skip
     if noise == "noisy":
         if split == "test":
@@ -278,7 +278,11 @@ def _texture_column(textures: Path | str, column: str, rows: np.ndarray) -> np.n
     texture's row in ``index``); None where the store or the column is absent."""
     if not (Path(textures) / "zarr.json").is_file():
         return None
-    group = open_store(textures)
+    return _column(open_store(textures), column, rows)
+
+
+def _column(group, column: str, rows: np.ndarray) -> np.ndarray | None:
+    """``column`` of an open texture store at ``rows``; None where the store lacks it."""
     return group[column][:][np.asarray(rows)] if column in group else None
 
 

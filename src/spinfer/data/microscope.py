@@ -7,8 +7,10 @@ Each spin component c (Sx, Sy, Sz) passes through
 3. shot noise: Poisson(I_c);
 4. quantisation to ``bits`` bits of the grey level I_c / (2 N o_c);
 
-and is read back the way an experimental image is (``calibrate``: per-channel 1st/99th
-percentiles to [-1, 1], then every pixel renormalized). ``draw_microscope`` randomizes the
+and is read back the way an experimental image is (``calibrate_channels``: the three channels
+calibrated jointly so that every pixel's vector has unit length as nearly as the image
+allows, per-channel percentiles where that does not determine the scale; then every pixel
+renormalized). ``draw_microscope`` randomizes the
 parameters per image over ``MICROSCOPE``; the shipped SPLEEM sample
 (spinfer.spleem.sample) is one fixed member of this family, never drawn exactly, so it
 stays held out.
@@ -29,6 +31,11 @@ MICROSCOPE = {
     "bits": (8, 12, 16),  # one of
 }
 MIN_NORM = 1e-6
+#: The unit-length fit is trusted when its smallest singular value lies this far below the
+#: next one (a single quadric through the pixels) ...
+FIT_SEPARATION = 0.97
+#: ... and the median squared length it gives the pixels lies within this band of 1.
+FIT_LENGTH2 = (0.7, 1.3)
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,7 @@ class Microscope:
 
     def view(self, spins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(Lx, Ly, 3) unit spins as the instrument sees them, read back to unit vectors."""
-        grey = self.record(spins, rng).astype(np.float64)
-        vec = np.stack([calibrate(channel) for channel in grey], axis=-1)
-        return renormalize(vec)
+        return renormalize(calibrate_channels(self.record(spins, rng)))
 
 
 def calibrate(channel: np.ndarray, lo: float = 1.0, hi: float = 99.0) -> np.ndarray:
@@ -74,6 +79,61 @@ def calibrate(channel: np.ndarray, lo: float = 1.0, hi: float = 99.0) -> np.ndar
     if b <= a:
         return np.zeros_like(channel, dtype=np.float64)
     return np.clip(2.0 * (channel - a) / (b - a) - 1.0, -1.0, 1.0)
+
+
+def unit_length_fit(channels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(3, ...) grey levels -> per-channel offset o_c and gain g_c with
+    sum_c ((I_c - o_c) / g_c)^2 = 1 at every pixel as nearly as it holds, or None when the
+    pixels do not determine them.
+
+    The constraint is an axis-aligned quadric in the grey levels, linear in its seven
+    coefficients (1/g_c^2, -2 o_c/g_c^2 and a constant): the fit is the smallest right
+    singular vector of [I_c^2, I_c, 1] (channels centred and scaled by their 1st/99th
+    percentiles; pixels far outside those, dead or saturated, left out). Unlike per-channel
+    percentiles it leaves the in-plane channels of an out-of-plane texture at their true
+    scale, which peaks only inside the walls. None for a uniform image, a channel without
+    contrast or a fit that is not one clear quadric (see FIT_SEPARATION, FIT_LENGTH2).
+    """
+    x = channels.reshape(len(channels), -1).astype(np.float64)
+    keep = np.isfinite(x).all(axis=0)
+    if keep.sum() < 10 * x.shape[0]:
+        return None
+    lo, hi = np.percentile(x[:, keep], [1.0, 99.0], axis=1)
+    span = hi - lo
+    if (span <= 0).any():
+        return None
+    keep &= ((x >= (lo - span)[:, None]) & (x <= (hi + span)[:, None])).all(axis=0)
+    centre = 0.5 * (lo + hi)
+    z = (x[:, keep] - centre[:, None]) / span[:, None]
+    design = np.concatenate([z**2, z, np.ones((1, z.shape[1]))]).T
+    _, sing, vt = np.linalg.svd(design, full_matrices=False)
+    if sing[-1] > FIT_SEPARATION * sing[-2]:
+        return None
+    coef = vt[-1] * np.sign(vt[-1][:3].sum())
+    a, b, const = coef[:3], coef[3:6], coef[6]
+    if (a <= 0).any():
+        return None
+    o = -b / (2.0 * a)
+    kappa = float((a * o**2).sum() - const)  # sum_c a_c (z_c - o_c)^2 = kappa
+    if kappa <= 0:
+        return None
+    gain = np.sqrt(kappa / a)
+    length2 = float(np.median((((z - o[:, None]) / gain[:, None]) ** 2).sum(axis=0)))
+    if not FIT_LENGTH2[0] <= length2 <= FIT_LENGTH2[1]:
+        return None
+    return centre + o * span, gain * span
+
+
+def calibrate_channels(channels: np.ndarray) -> np.ndarray:
+    """(3, ...) grey levels of Sx, Sy, Sz -> (..., 3) calibrated vectors in [-1, 1]: by the
+    unit-length fit when it holds, by each channel's percentiles (``calibrate``) otherwise."""
+    grey = np.asarray(channels, dtype=np.float64)
+    fit = unit_length_fit(grey)
+    if fit is None:
+        return np.stack([calibrate(channel) for channel in grey], axis=-1)
+    offset, gain = (v.reshape(-1, *([1] * (grey.ndim - 1))) for v in fit)
+    vec = np.clip((grey - offset) / gain, -1.0, 1.0)
+    return np.moveaxis(np.where(np.isfinite(grey), vec, np.nan), 0, -1)
 
 
 def renormalize(vec: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfer.data.microscope import calibrate
+from spinfer.data.microscope import calibrate_channels
 from spinfer.data.panels import cut_panels, panel_corners
 from spinfer.errors import InputError
 from spinfer.io import read_array
@@ -160,7 +160,7 @@ def from_channels(
         )
         raise InputError(f"channels differ in shape: {sizes}")
     _check_size(chans[0].shape, str(sx), min_size)
-    vec = np.stack([calibrate(c) for c in chans], axis=-1)
+    vec = calibrate_channels(np.stack(chans))
     return _finish(vec, str(sx), min_norm, orientation, sz_sign)
 
 

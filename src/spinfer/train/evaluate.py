@@ -244,7 +244,10 @@ def evaluate_run(
 
 def out_of_plane_images(ds) -> np.ndarray:
     """Which images of a dataset ((3, L, L) tensors) are out of plane (mean |Sz| above
-    OUT_OF_PLANE)."""
+    OUT_OF_PLANE): from the texture store's column when the dataset carries it, else from
+    the images themselves."""
+    if ds.mean_abs_sz is not None:
+        return ds.out_of_plane()
     sz = [mean_abs_sz(np.moveaxis(ds[i][0].numpy(), 0, -1)) for i in range(len(ds))]
     return np.array(sz) > OUT_OF_PLANE
 
