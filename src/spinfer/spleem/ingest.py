@@ -1,10 +1,13 @@
 """SPLEEM-style images -> unit-vector maps (Sx, Sy, Sz) with a mask of untrusted pixels.
 
 Two inputs: three grey-scale channel images (Sx, Sy, Sz; 8- or 16-bit, any format Pillow
-reads, or .npy/.npz) or one colour-wheel image. Grey levels are calibrated per channel to
-[-1, 1] robustly, by the ``lo``/``hi`` percentiles (saturated or dead pixels do not set the
-scale), then every pixel is renormalized. A pixel is masked when it is not finite or its
-calibrated vector is shorter than ``min_norm`` (no direction can be trusted there).
+reads, or .npy/.npz) or one colour-wheel image. Grey levels are calibrated to [-1, 1] by
+spinfer.data.microscope.calibrate_channels: an offset and gain per channel such that every
+pixel's vector has unit length as nearly as it can (one least-squares fit of the three
+channels; dead or saturated pixels left out), or each channel's 1st/99th percentiles where
+the image does not determine that fit (a uniform state); then every pixel is renormalized.
+A pixel is masked when it is not finite or its calibrated vector is shorter than
+``min_norm`` (no direction can be trusted there).
 
 Colour wheel (``wheel_rgb`` renders it): hue = in-plane angle atan2(Sy, Sx); +z fades to
 white and -z to black (HSV: S = 1 - Sz, V = 1 for Sz >= 0; S = 1, V = 1 + Sz below).
