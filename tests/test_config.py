@@ -97,6 +97,7 @@ def test_out_of_plane_share_default_and_paper():
     assert load_params(ROOT / "params.yaml").train.out_of_plane_share == 0.5
     assert load_params(ROOT / "params.yaml", ["profile=paper"]).train.out_of_plane_share is None
     assert load_params(ROOT / "params.yaml").tune.out_of_plane_share == (0.2, 0.8)
+    assert load_params(ROOT / "params.yaml").train.fresh_noise is False  # stored copies
     assert load_params(ROOT / "params.yaml", ["profile=paper"]).tune.out_of_plane_share is None
     assert (
         params_from_dict({"train": {"out_of_plane_share": None}}).train

@@ -9,7 +9,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from spinfer.data.dataset import ShardSampler, noise_levels, open_dataset, phase_weights
+from spinfer.data.dataset import (
+    EpochItems,
+    FreshNoiseDataset,
+    ShardSampler,
+    noise_levels,
+    open_dataset,
+    phase_weights,
+)
 from spinfer.data.split import load_splits
 from spinfer.data.store import open_store
 from spinfer.data.targets import TargetScaler
@@ -178,3 +185,32 @@ def test_noise_levels_and_bad_requests(tiny_data, tmp_path):
         _open(tiny_data, "test", 0.35)
     with pytest.raises(InputError, match="no Zarr store"):
         open_dataset("train", "clean", tmp_path / "none.zarr", tmp_path, tmp_path / "s.json")
+
+
+def test_fresh_noise_shows_a_new_seeded_copy_of_each_clean_texture_every_epoch(tiny_data):
+    from spinfer.data.noise import fresh_copy
+
+    clean = open_dataset("train", "clean", **tiny_data)
+    fresh = FreshNoiseDataset(clean, 11, (0.0, 1.0), 0.5)
+    assert (
+        len(fresh) == len(clean) and fresh.out_of_plane().tolist() == clean.out_of_plane().tolist()
+    )
+    x0, y0 = fresh[(2, 0)]
+    x1, y1 = fresh[(2, 1)]
+    assert x0.dtype == torch.float32 and x0.shape == clean[2][0].shape
+    torch.testing.assert_close(y0, clean[2][1])
+    torch.testing.assert_close(y1, y0)
+    assert not torch.equal(x0, x1)
+    row = int(clean.index[2])
+    expected = fresh_copy(clean.spins(2).astype(np.float64), 11, row, 1, (0.0, 1.0), 0.5)
+    np.testing.assert_array_equal(x1.numpy(), expected.astype(np.float32).transpose(2, 0, 1))
+
+    sampler = EpochItems(ShardSampler(fresh, True, seed=3))
+    sampler.set_epoch(4)
+    items = list(sampler)
+    assert len(items) == len(sampler) == len(fresh) and {e for _, e in items} == {4}
+    order = ShardSampler(fresh, True, seed=3)
+    order.set_epoch(4)
+    assert [i for i, _ in items] == list(order)
+    batch = next(iter(DataLoader(fresh, batch_size=4, sampler=sampler)))
+    torch.testing.assert_close(batch[0][0], fresh[items[0]][0])

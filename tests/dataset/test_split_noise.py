@@ -11,7 +11,7 @@ from spinfer.data.noise import add_noise, level_group, make_noisy
 from spinfer.data.split import SPLITS, assign_splits, load_splits, make_splits
 from spinfer.data.store import MANIFEST, open_store, store_meta
 from spinfer.errors import ConfigError, InputError, SpinferError
-from tests.conftest import tiny_params
+from tests.conftest import smooth_texture, tiny_params
 
 
 def _layout(sets=5, per_set=20):
@@ -155,3 +155,21 @@ def test_noise_refuses_a_split_file_of_another_store(tmp_path, tiny_data):
 def test_noisy_group_names_are_stable():
     assert level_group(0.3) == "ts_0.30"
     assert level_group(1.0) == "ts_1.00"
+
+
+def test_fresh_copies_are_seeded_by_texture_and_epoch():
+    from spinfer.data.noise import fresh_copy
+
+    spins = smooth_texture(5, 24)
+
+    def draw(row: int, epoch: int, scope: float = 0.5) -> np.ndarray:
+        return fresh_copy(spins, 7, row, epoch, (0.0, 1.0), scope)
+
+    np.testing.assert_array_equal(draw(3, 2), draw(3, 2))  # bit for bit
+    assert not np.array_equal(draw(3, 2), draw(3, 3))
+    assert not np.array_equal(draw(3, 2), draw(4, 2))
+    copies = [draw(row, epoch) for row in range(6) for epoch in range(6)]
+    np.testing.assert_allclose(np.linalg.norm(copies, axis=-1), 1.0, atol=1e-9)
+    # S + aR only: the overlap with the texture lies between a = 1 (2/3 on average) and a = 0
+    overlaps = [float((draw(r, e, 0.0) * spins).sum(-1).mean()) for r, e in np.ndindex(4, 4)]
+    assert min(overlaps) > 0.55 and max(overlaps) <= 1.0 and len(set(overlaps)) == 16

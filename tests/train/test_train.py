@@ -239,6 +239,32 @@ def test_out_of_plane_share_is_recorded_and_decides_the_weights(tmp_path, tiny_d
     assert "out_of_plane_textures" not in client.get_run(second.run_id).data.tags
 
 
+def test_fresh_noise_trains_on_the_clean_textures_and_decides_the_fingerprint(tmp_path, tiny_data):
+    """Under train.fresh_noise noisy training draws its copies from the clean textures each
+    epoch (validation keeps the stored copies); the switch and the noise it draws are part
+    of the fingerprint, and clean training does not depend on them."""
+    from spinfer.data.dataset import FreshNoiseDataset
+    from spinfer.train.fingerprint import fingerprint
+    from spinfer.train.runs import open_training_data
+
+    params_path = make_project(tmp_path, tiny_data)
+    fresh = load_params(params_path, ["train.epochs={cnn: 1}", "train.fresh_noise=true"])
+    stored = load_params(params_path, ["train.epochs={cnn: 1}", "train.fresh_noise=false"])
+    train_ds, val_ds = open_training_data(fresh, "noisy", tmp_path)
+    assert isinstance(train_ds, FreshNoiseDataset) and not isinstance(val_ds, FreshNoiseDataset)
+    assert Path(val_ds.store).name == "noisy.zarr"  # the stored copies
+    assert not isinstance(open_training_data(stored, "noisy", tmp_path)[0], FreshNoiseDataset)
+    assert not isinstance(open_training_data(fresh, "clean", tmp_path)[0], FreshNoiseDataset)
+    more = load_params(params_path, ["train.epochs={cnn: 1}", "train.fresh_noise=true",
+                                     "noise.microscope=0.9"])  # fmt: skip
+    prints = {fingerprint(p, "cnn", "noisy", tmp_path) for p in (fresh, stored, more)}
+    assert len(prints) == 3
+    clean = {fingerprint(p, "cnn", "clean", tmp_path) for p in (fresh, stored, more)}
+    assert len(clean) == 1
+    run = train_run(fresh, "cnn", "noisy", tmp_path, progress=False)
+    assert run.state.epoch == 1 and np.isfinite(run.state.best_val)
+
+
 def test_a_lost_tracking_store_gets_a_new_run_with_the_history(tmp_path, tiny_data):
     import shutil
 

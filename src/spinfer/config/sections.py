@@ -252,6 +252,10 @@ class TrainParams:
     textures (mean |Sz| above 1/2), drawn with replacement (spinfer.data.dataset's
     phase_weights); ``null`` shows every texture once per epoch (the paper). Uniform in-plane
     states hold no couplings, and most of the paper's K range is in plane.
+
+    ``fresh_noise``: noisy training draws a new copy of every texture each epoch (the noise
+    section's S + aR or virtual microscope, seeded by the epoch) instead of showing its one
+    stored copy every epoch (the paper); validation keeps the stored copies.
     """
 
     grid: tuple[str, ...] = MODEL_NAMES
@@ -270,6 +274,7 @@ class TrainParams:
     beta: float = 1.0
     ensemble: int | None = None
     out_of_plane_share: float | None = None
+    fresh_noise: bool = False
     loader_workers: int = 0
     device: str = "auto"
     amp: bool = True

@@ -18,7 +18,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset, Sampler
 
-from spinfer.data.noise import level_group
+from spinfer.data.noise import fresh_copy, level_group
 from spinfer.data.split import SPLITS, load_splits
 from spinfer.data.store import open_store, store_meta
 from spinfer.data.targets import TargetScaler
@@ -128,6 +128,57 @@ class TextureDataset(Dataset):
 
     def __getitems__(self, items: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [self[i] for i in items]
+
+
+class FreshNoiseDataset(TextureDataset):
+    """Clean textures shown as a new noisy copy every epoch (spinfer.data.noise.fresh_copy):
+    items are (i, epoch) pairs, which ``EpochItems`` makes of a sampler's indices."""
+
+    per_epoch = True
+
+    def __init__(
+        self,
+        clean: TextureDataset,
+        seed: int,
+        amplitude: tuple[float, float],
+        microscope: float,
+    ) -> None:
+        super().__init__(
+            clean.store, clean.array_path, clean.index, clean.params, clean.scaler,
+            clean.name.replace("/clean", "/fresh noise"), clean._cached, clean.mean_abs_sz,
+        )  # fmt: skip
+        self.seed = int(seed)
+        self.amplitude = (float(amplitude[0]), float(amplitude[1]))
+        self.microscope = float(microscope)
+
+    def copy(self, i: int, epoch: int) -> np.ndarray:
+        """Item ``i``'s (L, L, 3) copy of epoch ``epoch``, float32."""
+        clean = self.spins(i).astype(np.float64)
+        row = int(self.index[i])
+        noisy = fresh_copy(clean, self.seed, row, epoch, self.amplitude, self.microscope)
+        return noisy.astype(np.float32)
+
+    def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
+        i, epoch = item
+        x = torch.from_numpy(np.ascontiguousarray(self.copy(i, epoch).transpose(2, 0, 1)))
+        return x, self._targets[i]
+
+
+class EpochItems(Sampler):
+    """A sampler's indices paired with its epoch, for datasets that draw per epoch."""
+
+    def __init__(self, sampler: ShardSampler) -> None:
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((i, epoch) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class ShardSampler(Sampler[int]):

@@ -5,14 +5,17 @@ Two stores, so that the test levels can change without retraining anything:
 * ``noise.out`` (the training copies): train and val get one noisy copy each, a ~ U[amplitude]
   drawn per texture; with probability ``noise.microscope`` a copy is instead what a virtual
   microscope records of the texture (spinfer.data.microscope: PSF blur, per-channel gain and
-  offset, shot noise, quantisation, read back by percentile calibration; its settings drawn
-  per image and stored in ``microscope``, one row per image: used, psf_sigma, offsets,
+  offset, shot noise, quantisation, read back by the reader's calibration; its settings
+  drawn per image and stored in ``microscope``, one row per image: used, psf_sigma, offsets,
   gains, counts, bits);
 * ``noise.test_out`` (the test copies): the test split gets one S + aR copy per level Ts of
   ``noise.test_levels``, as in the paper.
 
 Every copy is seeded by (base seed, variant, texture index), so both stores are
 bit-identical on every rerun and a test level's copy does not depend on the other levels.
+
+``fresh_copy`` draws a training copy the same way for one epoch (``train.fresh_noise``:
+training then sees a new copy of every texture each epoch, seeded by the epoch too).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from spinfer.io import remove_if_empty, replace_dir
 
 _NOISE_KEY = 0x401CE
 _MICROSCOPE_KEY = 0x3C0
+_FRESH_KEY = 0xF2E5
 MICROSCOPE_COLUMNS = ("used", "psf_sigma", "offset_x", "offset_y", "offset_z", "gain_x",
                       "gain_y", "gain_z", "counts", "bits")  # fmt: skip
 
@@ -57,6 +61,26 @@ def add_noise(spins: np.ndarray, amplitude: float, rng: np.random.Generator) -> 
     noisy = spins.astype(np.float64) + amplitude * r
     norm = np.linalg.norm(noisy, axis=-1, keepdims=True)
     return noisy / np.maximum(norm, 1e-12)
+
+
+def fresh_copy(
+    clean: np.ndarray,
+    seed: int,
+    row: int,
+    epoch: int,
+    amplitude: tuple[float, float],
+    microscope: float,
+) -> np.ndarray:
+    """A training copy of the (L, L, 3) texture at store row ``row`` for one epoch: with
+    probability ``microscope`` what a drawn virtual microscope records, else S + aR with
+    a ~ U[amplitude]; the same (seed, row, epoch) gives the same copy, bit for bit."""
+    key = [seed, _NOISE_KEY, _variant_code("train"), int(row), _FRESH_KEY, int(epoch)]
+    instrument = _instrument(key, microscope)
+    if instrument is None:
+        rng = np.random.default_rng(np.random.SeedSequence(key))
+        return add_noise(clean, rng.uniform(*amplitude), rng)
+    rng = np.random.default_rng(np.random.SeedSequence([*key, _MICROSCOPE_KEY, 1]))
+    return instrument.view(np.asarray(clean, dtype=np.float64), rng)
 
 
 def level_group(level: float) -> str:

@@ -17,6 +17,7 @@ from spinfer.train.runs import data_paths
 #: the modules whose code decides a run's weights (beside its config and data)
 TRAINING_SOURCES = (
     "train/loop.py", "models/networks.py", "train/runs.py", "data/dataset.py", "data/symmetry.py",
+    "data/noise.py", "data/microscope.py",  # train.fresh_noise draws the copies in training
 )  # fmt: skip
 
 
@@ -35,6 +36,7 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
     train = dataclasses.asdict(params.train)
     for key in ("loader_workers", "device", "out", "eval_out", "epochs", "tta", "ensemble"):
         train.pop(key)
+    fresh = train.pop("fresh_noise") and data == "noisy"
     stores = data_paths(params, root)
     manifests = [
         hashlib.sha256((stores[k] / MANIFEST).read_bytes()).hexdigest()
@@ -42,6 +44,8 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
         if (stores[k] / MANIFEST).is_file()
     ]
     what = {"train": train, "model": model, "data": data, "seed": params.base.seed}
+    if fresh:  # the copies are drawn in training
+        what["fresh_noise"] = [list(params.noise.amplitude), params.noise.microscope]
     if params.train.lr_schedule != "constant":  # the schedule's horizon shapes every step
         what["epochs"] = params.train.epochs.get(model, 1)
     what["stores"] = manifests

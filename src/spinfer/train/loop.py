@@ -29,7 +29,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from spinfer.config import Params
-from spinfer.data.dataset import ShardSampler, TextureDataset, phase_weights, shuffle_window
+from spinfer.data.dataset import (
+    EpochItems,
+    ShardSampler,
+    TextureDataset,
+    phase_weights,
+    shuffle_window,
+)
 from spinfer.data.symmetry import Augmenter
 from spinfer.errors import InputError, TrainingDiverged
 from spinfer.models.networks import (
@@ -321,6 +327,8 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
         log.debug("%s: out-of-plane training textures %s", paths.name, phase_tag)
         tags = {**(tags or {}), **phase_tag}
     train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world, window, weights)
+    if getattr(train_ds, "per_epoch", False):  # a new noisy copy of every texture each epoch
+        train_sampler = EpochItems(train_sampler)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
     train_loader = _loader(train_ds, params, train_sampler)
     val_loader = _loader(val_ds, params, val_sampler)

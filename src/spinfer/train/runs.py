@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spinfer.config import MODEL_NAMES, TRAINING_DATA, Params
-from spinfer.data.dataset import TextureDataset, open_dataset
+from spinfer.data.dataset import FreshNoiseDataset, TextureDataset, open_dataset
 from spinfer.errors import ConfigError, InputError
 from spinfer.models.networks import is_known_model
 
@@ -65,14 +65,20 @@ def data_paths(params: Params, root: Path) -> dict[str, Path]:
 def open_training_data(
     params: Params, data: str, root: Path
 ) -> tuple[TextureDataset, TextureDataset]:
-    """Train and val sets of the chosen variant (``noisy``: a ~ U[0, 1]; ``clean``)."""
+    """Train and val sets of the chosen variant (``noisy``: a ~ U[0, 1]; ``clean``). Under
+    ``train.fresh_noise`` noisy training draws a new copy of every texture each epoch; its
+    validation keeps the stored copies, so that checkpoints compare on fixed images."""
     paths = data_paths(params, root)
     variant = "noisy" if data == "noisy" else "clean"
+    fresh = variant == "noisy" and params.train.fresh_noise
     try:
-        train = open_dataset("train", variant, **paths)
+        train = open_dataset("train", "clean" if fresh else variant, **paths)
         val = open_dataset("val", variant, **paths)
     except InputError as exc:
         raise InputError(f"the dataset lacks what training needs: {exc}") from None
+    if fresh:
+        noise = params.noise
+        train = FreshNoiseDataset(train, params.base.seed, noise.amplitude, noise.microscope)
     return train, val
 
 
