@@ -85,6 +85,9 @@ def test_override_is_applied_last(repo_params):
         ({"tune": {"out_of_plane_share": [0.0, 0.5]}}, "tune.out_of_plane_share"),
         ({"tune": {"out_of_plane_share": [0.6, 0.4]}}, "tune.out_of_plane_share"),
         ({"profiles": {"default": {"trian": {}}}}, "profiles.default.trian"),
+        ({"spleem": {"psf_shape": "airy"}}, "spleem.psf_shape"),
+        ({"spleem": {"psf_width": -0.5}}, "spleem.psf_width"),
+        ({"spleem": {"psf_width": "wide"}}, "spleem.psf_width"),
     ],
 )
 def test_invalid_params_name_the_key(raw, needle):

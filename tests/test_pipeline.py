@@ -107,7 +107,7 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     first = _sh(["dvc", "repro"], work)
     assert first.returncode == 0, first.stdout + first.stderr
     stages = ("generate", "split", "noise", "test_noise", "report", "tuned", "compare",
-              "register", "promote", "spleem", "spleem_foreign")  # fmt: skip
+              "register", "promote", "spleem", "spleem_foreign", "spleem_foreign_psf")  # fmt: skip
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, first.stdout
     for model in ("resnet18", "resnet50", "cnn"):
@@ -137,6 +137,9 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     foreign_metrics = json.loads((art / "metrics" / "spleem_spirit.json").read_text())
     assert set(foreign_metrics) == {"spirit_lam_p2.0", "spirit_lam_0.0", "spirit_lam_m2.0"}
     assert all("neel_fraction" in m and "K_true" in m for m in foreign_metrics.values())
+    declared = json.loads((art / "metrics" / "spleem_spirit_psf.json").read_text())
+    assert set(declared) == set(foreign_metrics)  # deconvolved: other estimates
+    assert all(declared[k]["K_mean"] != foreign_metrics[k]["K_mean"] for k in declared)
     metrics = _sh(["dvc", "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"textures": 30' in metrics.stdout, metrics.stdout
     assert "resnet18_noisy_below_half_chance" in metrics.stdout

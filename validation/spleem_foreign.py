@@ -17,8 +17,10 @@ along the columns, y up along the rows). Each set gets truth.json (couplings, Sp
 protocol, instrument). Then, unless ``--no-estimate``, the champion estimates them
 (``spinfer spleem estimate``) and the script prints, per set, the estimate beside the truth,
 whether lambda's signs and order are right and whether K and D lie within 25 %.
+``--declare-psf`` reads them with the instrument's PSF declared (its Lorentzian half-width
+from truth.json), as a user who has measured the resolution would (spinfer.spleem.deconvolve).
 
-    python validation/spleem_foreign.py [--out data/spleem_spirit] [--size 200]
+    python validation/spleem_foreign.py [--out data/spleem_spirit] [--size 200] [--declare-psf]
 
 Last line: key=value.
 """
@@ -149,15 +151,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=8, help="Spirit's periodic dipolar images")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--no-estimate", action="store_true")
+    ap.add_argument("--declare-psf", action="store_true", help="deconvolve by the true PSF")
     args = ap.parse_args(argv)
     make_sets(args.out, args.size, args.psf, args.counts, args.seed, args.images)
     if args.no_estimate:
         print(f"sets={len(RATIOS)} out={args.out}")
         return 0
-    target = Path("artifacts/validation/spleem_foreign")
+    target = Path("artifacts/validation/spleem_foreign" + ("_psf" if args.declare_psf else ""))
+    declared = []
+    if args.declare_psf:
+        truths = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/truth.json"))]
+        widths = {t["instrument"]["psf_lorentzian_px"] for t in truths}
+        if len(widths) != 1:
+            print(f"error: {args.out}: sets differ in PSF width {sorted(widths)}", file=sys.stderr)
+            return 1
+        declared = ["--psf-shape", "lorentzian", "--psf-width", str(widths.pop())]
     run = subprocess.run(
         [sys.executable, "-m", "spinfer.cli", "spleem", "estimate", "--params", str(args.params),
-         "--data", str(args.out), "--out", str(target), "--set", "spleem.resimulate=false"],
+         "--data", str(args.out), "--out", str(target), "--set", "spleem.resimulate=false",
+         *declared],
         capture_output=True, text=True,
     )  # fmt: skip
     print(run.stdout, end="")

@@ -148,3 +148,21 @@ def test_without_a_unit_length_fit_the_channels_fall_back_to_percentiles():
     expected = np.stack([calibrate(c) for c in grey], axis=-1)
     np.testing.assert_array_equal(calibrate_channels(grey), expected)
     assert unit_length_fit(np.ones((3, 30, 30))) is None
+
+
+def test_a_fallback_image_sets_the_scale_where_the_channels_own_fit_does_not_hold():
+    """Channels whose fit fails (a uniform image) read with the offsets and gains of the
+    fallback grey levels of the same image, else by the fallback's percentiles."""
+    spins = _domains()
+    offset, gain = (0.5, 0.45, 0.55), (0.3, 0.4, 0.35)
+    recorded = _linear(spins, offset, gain)
+    flat = np.stack([np.full(spins.shape[:2], o) for o in offset])
+    assert unit_length_fit(flat) is None
+    np.testing.assert_allclose(calibrate_channels(flat, recorded), 0.0, atol=1e-7)
+    np.testing.assert_array_equal(calibrate_channels(recorded, flat), calibrate_channels(recorded))
+    rng = np.random.default_rng(1)
+    uniform, other = (flat + rng.normal(0.0, 1e-3, flat.shape) for _ in range(2))
+    assert unit_length_fit(uniform) is None and unit_length_fit(other) is None
+    pairs = zip(uniform, other, strict=True)
+    expected = np.stack([calibrate(c, reference=r) for c, r in pairs], axis=-1)
+    np.testing.assert_array_equal(calibrate_channels(uniform, other), expected)

@@ -133,14 +133,20 @@ def test_set_names_meta_yaml_and_orientation(project, tmp_path):
         image = np.asarray(Image.open(source / f"{name}.png"))
         Image.fromarray(np.ascontiguousarray(image[::-1].T)).save(turned / f"{name}.png")
     (turned / "meta.yaml").write_text("orientation: transposed\nsz_sign: 1\n")
+    blurred = data / "blurred"
+    shutil.copytree(source, blurred)
+    (blurred / "meta.yaml").write_text("psf_shape: lorentzian\npsf_width: 0.8\n")
     out = tmp_path / "out"
     args = ["spleem", "estimate", "--params", str(params_path), "--data", str(data),
             "--out", str(out), "--set", "spleem.resimulate=false"]  # fmt: skip
     proc = _cli(*args, "--json")
     assert proc.returncode == 0, proc.stderr
     sets = json.loads(proc.stdout)
-    assert sets["turned (rot)"]["reading"] == {"orientation": "transposed", "sz_sign": 1}
-    assert sets["series_lam+2"]["reading"] == {"orientation": "xy-up", "sz_sign": 1}
+    plain = {"orientation": "xy-up", "sz_sign": 1, "psf_shape": "gaussian", "psf_width": 0.0}
+    assert sets["turned (rot)"]["reading"] == {**plain, "orientation": "transposed"}
+    assert sets["series_lam+2"]["reading"] == plain
+    assert sets["blurred"]["reading"] == {**plain, "psf_shape": "lorentzian", "psf_width": 0.8}
+    assert sets["blurred"]["mean"]["K"] != sets["series_lam+2"]["mean"]["K"]  # deconvolved
     for k in ("lambda", "K", "D"):
         assert sets["turned (rot)"]["mean"][k] == pytest.approx(sets["series_lam+2"]["mean"][k])
     assert 0 <= sets["series_lam+2"]["walls"]["neel_fraction"] <= 1
@@ -160,6 +166,17 @@ def test_set_names_meta_yaml_and_orientation(project, tmp_path):
     assert bad.returncode == 1 and "unknown orientation 'sideways'" in bad.stderr, bad.stderr
     flag = _cli(*args, "--orientation", "sideways")
     assert flag.returncode == 2 and "sideways" in flag.stderr and "Traceback" not in flag.stderr
+    (turned / "meta.yaml").unlink()
+    (blurred / "meta.yaml").write_text("psf_shape: airy\npsf_width: 0.8\n")
+    bad = _cli(*args)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 1 and len(lines) == 1 and "unknown PSF shape 'airy'" in lines[0]
+    (blurred / "meta.yaml").write_text("psf_width: -1\n")
+    bad = _cli(*args)
+    assert bad.returncode == 1 and "PSF width must be" in bad.stderr, bad.stderr
+    for option, value in (("--psf-shape", "airy"), ("--psf-width", "-2")):
+        flag = _cli(*args, option, value)
+        assert flag.returncode == 2 and option in flag.stderr and "Traceback" not in flag.stderr
 
 
 def _bad_channels(tmp: Path, kind: str) -> list[str]:

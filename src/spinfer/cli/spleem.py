@@ -59,6 +59,20 @@ def spleem_estimate(
     sz_sign: Annotated[
         int | None, typer.Option("--sz-sign", help="-1 when the instrument shows -Sz as white")
     ] = None,
+    psf_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--psf-shape", help="the instrument's point-spread function: gaussian, lorentzian"
+        ),
+    ] = None,
+    psf_width: Annotated[
+        float | None,
+        typer.Option(
+            "--psf-width",
+            help="its width in pixels (Gaussian sigma, Lorentzian half-width): the channels are "
+            "deconvolved by it; 0: not (default); a set's meta.yaml wins",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -83,6 +97,7 @@ def spleem_estimate(
     walls, re-simulate at the estimate; figures, tables and an MLflow run."""
     import contextlib
 
+    from spinfer.spleem.deconvolve import PSF_SHAPES
     from spinfer.spleem.estimate import estimate_all, log_run
     from spinfer.spleem.ingest import ORIENTATIONS, single_set
 
@@ -100,6 +115,17 @@ def spleem_estimate(
         if sz_sign not in (1, -1):
             raise typer.BadParameter("must be 1 or -1", param_hint="--sz-sign")
         extra.append(f"spleem.sz_sign={sz_sign}")
+    if psf_shape is not None:
+        if psf_shape not in PSF_SHAPES:
+            raise typer.BadParameter(
+                f"unknown PSF shape '{psf_shape}' (known: {', '.join(PSF_SHAPES)})",
+                param_hint="--psf-shape",
+            )
+        extra.append(f"spleem.psf_shape={psf_shape}")
+    if psf_width is not None:
+        if not (math.isfinite(psf_width) and psf_width >= 0):
+            raise typer.BadParameter("must be >= 0 pixels", param_hint="--psf-width")
+        extra.append(f"spleem.psf_width={psf_width}")
     if out is None and (channels or wheel):  # not the pipeline's output folder
         out = params.resolve().parent / "artifacts" / "spleem_adhoc"
     if out is not None:

@@ -451,8 +451,9 @@ class SpleemParams:
 
     ``data`` holds one folder per image set: sx/sy/sz grey-scale images (any common format,
     8 or 16 bit) and/or wheel.<ext> (colour wheel), optionally truth.json and meta.yaml
-    (``orientation``, ``sz_sign`` of that set; ``orientation`` and ``sz_sign`` here are the
-    defaults, see spinfer.spleem.ingest for the conventions). Panels of the
+    (``orientation``, ``sz_sign``, ``psf_shape``, ``psf_width`` of that set; those here are
+    the defaults, see spinfer.spleem.ingest for the conventions and spinfer.spleem.deconvolve
+    for the PSF the channels are deconvolved by). Panels of the
     model's size are cut on a grid with ``stride`` pixels and kept when ``min_trusted`` of
     their pixels are trusted (calibrated vector at least ``min_norm`` long). Film constants
     (monolayers, Bohr magnetons, Angstrom) give the meV scale D_L; ``pixel_nm`` the wall
@@ -468,6 +469,8 @@ class SpleemParams:
     model: str = "models:/spinfer@champion"
     orientation: str = "xy-up"  # image axes (spinfer.spleem.ingest); a set's meta.yaml wins
     sz_sign: int = 1  # -1: the instrument shows -Sz as white
+    psf_shape: str = "gaussian"  # the instrument's point-spread function: gaussian, lorentzian
+    psf_width: float = 0.0  # its width (px); 0: the channels are not deconvolved
     stride: int = 50
     min_norm: float = 0.3
     min_trusted: float = 0.9
@@ -496,6 +499,13 @@ class SpleemParams:
             )
         if self.sz_sign not in (1, -1):
             raise ConfigError(f"spleem.sz_sign must be 1 or -1, got {self.sz_sign}")
+        shapes = ("gaussian", "lorentzian")  # spinfer.spleem.deconvolve.PSF_SHAPES
+        if self.psf_shape not in shapes:
+            raise ConfigError(
+                f"spleem.psf_shape: unknown '{self.psf_shape}' (known: {', '.join(shapes)})"
+            )
+        if not self.psf_width >= 0:
+            raise ConfigError(f"spleem.psf_width must be >= 0 pixels, got {self.psf_width}")
         if self.stride < 1 or not 0 < self.min_norm < 1 or not 0 < self.min_trusted <= 1:
             raise ConfigError("spleem needs stride >= 1, 0 < min_norm < 1, 0 < min_trusted <= 1")
         if (

@@ -134,8 +134,6 @@ class FreshNoiseDataset(TextureDataset):
     """Clean textures shown as a new noisy copy every epoch (spinfer.data.noise.fresh_copy):
     items are (i, epoch) pairs, which ``EpochItems`` makes of a sampler's indices."""
 
-    per_epoch = True
-
     def __init__(
         self,
         clean: TextureDataset,
@@ -153,9 +151,8 @@ class FreshNoiseDataset(TextureDataset):
 
     def copy(self, i: int, epoch: int) -> np.ndarray:
         """Item ``i``'s (L, L, 3) copy of epoch ``epoch``, float32."""
-        clean = self.spins(i).astype(np.float64)
         row = int(self.index[i])
-        noisy = fresh_copy(clean, self.seed, row, epoch, self.amplitude, self.microscope)
+        noisy = fresh_copy(self.spins(i), self.seed, row, epoch, self.amplitude, self.microscope)
         return noisy.astype(np.float32)
 
     def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:

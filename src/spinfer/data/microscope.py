@@ -10,10 +10,9 @@ Each spin component c (Sx, Sy, Sz) passes through
 and is read back the way an experimental image is (``calibrate_channels``: the three channels
 calibrated jointly so that every pixel's vector has unit length as nearly as the image
 allows, per-channel percentiles where that does not determine the scale; then every pixel
-renormalized). ``draw_microscope`` randomizes the
-parameters per image over ``MICROSCOPE``; the shipped SPLEEM sample
-(spinfer.spleem.sample) is one fixed member of this family, never drawn exactly, so it
-stays held out.
+renormalized). ``draw_microscope`` randomizes the parameters per image over ``MICROSCOPE``;
+the shipped SPLEEM sample (spinfer.spleem.sample) is one fixed member of this family, never
+drawn exactly, so it stays held out.
 """
 
 from __future__ import annotations
@@ -69,13 +68,17 @@ class Microscope:
         return renormalize(calibrate_channels(self.record(spins, rng)))
 
 
-def calibrate(channel: np.ndarray, lo: float = 1.0, hi: float = 99.0) -> np.ndarray:
+def calibrate(
+    channel: np.ndarray, lo: float = 1.0, hi: float = 99.0, reference: np.ndarray | None = None
+) -> np.ndarray:
     """Grey levels -> [-1, 1] by the lo/hi percentiles of the finite pixels (saturated or dead
-    pixels do not set the scale); a channel without contrast reads 0."""
-    finite = np.isfinite(channel)
+    pixels do not set the scale) of ``reference`` (default: the channel itself); a channel
+    without contrast reads 0."""
+    ref = channel if reference is None else reference
+    finite = np.isfinite(ref)
     if not finite.any():
         return np.full_like(channel, np.nan, dtype=np.float64)
-    a, b = np.percentile(channel[finite], [lo, hi])
+    a, b = np.percentile(ref[finite], [lo, hi])
     if b <= a:
         return np.zeros_like(channel, dtype=np.float64)
     return np.clip(2.0 * (channel - a) / (b - a) - 1.0, -1.0, 1.0)
@@ -124,13 +127,19 @@ def unit_length_fit(channels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | Non
     return centre + o * span, gain * span
 
 
-def calibrate_channels(channels: np.ndarray) -> np.ndarray:
+def calibrate_channels(channels: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
     """(3, ...) grey levels of Sx, Sy, Sz -> (..., 3) calibrated vectors in [-1, 1]: by the
-    unit-length fit when it holds, by each channel's percentiles (``calibrate``) otherwise."""
+    unit-length fit when it holds, by each channel's percentiles (``calibrate``) otherwise.
+    ``fallback``: other grey levels of the same image whose fit (else percentiles) sets the
+    offsets and gains where the channels' own fit does not hold (the recorded channels of
+    deconvolved ones, which may ring at the walls: spinfer.spleem.deconvolve)."""
     grey = np.asarray(channels, dtype=np.float64)
-    fit = unit_length_fit(grey)
+    ref, fit = grey, unit_length_fit(grey)
+    if fit is None and fallback is not None:
+        ref = np.asarray(fallback, dtype=np.float64)
+        fit = unit_length_fit(ref)
     if fit is None:
-        return np.stack([calibrate(channel) for channel in grey], axis=-1)
+        return np.stack([calibrate(c, reference=r) for c, r in zip(grey, ref, strict=True)], -1)
     offset, gain = (v.reshape(-1, *([1] * (grey.ndim - 1))) for v in fit)
     vec = np.clip((grey - offset) / gain, -1.0, 1.0)
     return np.moveaxis(np.where(np.isfinite(grey), vec, np.nan), 0, -1)

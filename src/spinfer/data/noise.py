@@ -75,12 +75,22 @@ def fresh_copy(
     probability ``microscope`` what a drawn virtual microscope records, else S + aR with
     a ~ U[amplitude]; the same (seed, row, epoch) gives the same copy, bit for bit."""
     key = [seed, _NOISE_KEY, _variant_code("train"), int(row), _FRESH_KEY, int(epoch)]
-    instrument = _instrument(key, microscope)
+    return draw_copy(clean, key, amplitude, microscope)[0]
+
+
+def draw_copy(
+    clean: np.ndarray, key: list[int], amplitude: float | tuple[float, float], share: float
+) -> tuple[np.ndarray, Microscope | None]:
+    """One noisy copy of a (L, L, 3) texture, seeded by ``key``: with probability ``share``
+    what a drawn virtual microscope records (and that microscope), else S + aR (and None)
+    with ``amplitude`` a, or a ~ U[amplitude] drawn first from the copy's stream."""
+    instrument = _instrument(key, share)
     if instrument is None:
         rng = np.random.default_rng(np.random.SeedSequence(key))
-        return add_noise(clean, rng.uniform(*amplitude), rng)
+        a = rng.uniform(*amplitude) if np.ndim(amplitude) == 1 else amplitude
+        return add_noise(clean, a, rng), None
     rng = np.random.default_rng(np.random.SeedSequence([*key, _MICROSCOPE_KEY, 1]))
-    return instrument.view(np.asarray(clean, dtype=np.float64), rng)
+    return instrument.view(clean, rng), instrument
 
 
 def level_group(level: float) -> str:
@@ -211,13 +221,8 @@ def _write_variant(group, variant, spins_in, raw_params, meta, params, bar) -> N
         block = np.empty((hi - lo, meta["size"], meta["size"], 3))
         for j, row in enumerate(rows):
             key = [params.base.seed, _NOISE_KEY, code, int(row)]
-            instrument = _instrument(key, share)
-            if instrument is None:
-                seq = np.random.SeedSequence(key)
-                block[j] = add_noise(clean[j], amp[lo + j], np.random.default_rng(seq))
-            else:
-                rng = np.random.default_rng(np.random.SeedSequence([*key, _MICROSCOPE_KEY, 1]))
-                block[j] = instrument.view(clean[j], rng)
+            block[j], instrument = draw_copy(clean[j], key, amp[lo + j], share)
+            if instrument is not None:
                 scope[lo + j] = (1.0, instrument.psf_sigma, *instrument.offset,
                                  *instrument.gain, instrument.counts, instrument.bits)  # fmt: skip
         arr[lo:hi] = block.astype(arr.dtype)

@@ -10,9 +10,11 @@ in the experiment ``spleem.experiment``; the tables and summary.json are written
 figures and the MLflow run, so a failure there never loses the estimate.
 
 A set folder may hold ``meta.yaml`` with the keys of ``META_KEYS``: how its images are
-oriented (``orientation``: xy-up, xy-down, transposed) and the sign of its Sz channel
-(``sz_sign``: 1 or -1); they override ``spleem.orientation`` / ``spleem.sz_sign`` (the
-``--orientation`` / ``--sz-sign`` options). Each set reports its walls' Neel fraction and
+oriented (``orientation``: xy-up, xy-down, transposed), the sign of its Sz channel
+(``sz_sign``: 1 or -1) and its instrument's point-spread function (``psf_shape``: gaussian
+or lorentzian, ``psf_width`` in pixels, 0 for none; the channels are deconvolved by it,
+spinfer.spleem.deconvolve); they override ``spleem.orientation``, ``sz_sign``, ``psf_shape``,
+``psf_width`` (the options of the same names). Each set reports its walls' Neel fraction and
 chirality; a set whose walls are mostly Bloch gets a warning that names the orientation
 option, since interfacial DMI makes Neel walls.
 """
@@ -32,12 +34,13 @@ from spinfer.data.targets import TARGET_NAMES
 from spinfer.errors import InputError
 from spinfer.io import atomic_write_text
 from spinfer.physics.observables import sz_period
+from spinfer.spleem.deconvolve import check_psf
 from spinfer.spleem.ingest import SpinMap, check_orientation, from_channels, from_wheel, panels
 from spinfer.spleem.units import Film, to_physical
 from spinfer.spleem.walls import WallCharacter, WallFit, fit_walls, wall_character
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".npy")
-META_KEYS = ("orientation", "sz_sign")
+META_KEYS = ("orientation", "sz_sign", "psf_shape", "psf_width")
 BLOCH_WARNING = 0.5  # warn when the walls' Neel fraction is below this
 
 
@@ -57,7 +60,7 @@ class SetResult:
     spin_map: SpinMap | None = None
     wall_fit: WallFit | None = None
     resimulated: np.ndarray | None = None
-    reading: dict[str, Any] = field(default_factory=dict)  # orientation, sz_sign
+    reading: dict[str, Any] = field(default_factory=dict)  # META_KEYS
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -107,14 +110,11 @@ def _series_key(folder: Path) -> tuple[float, str]:
 
 
 def read_meta(folder: Path, params: Params) -> dict[str, Any]:
-    """How the set's images are read: ``spleem.orientation``/``sz_sign``, overridden by the
+    """How the set's images are read: the ``spleem`` section's META_KEYS, overridden by the
     set's meta.yaml; raises InputError for unknown keys or values."""
     import yaml
 
-    reading: dict[str, Any] = {
-        "orientation": params.spleem.orientation,
-        "sz_sign": params.spleem.sz_sign,
-    }
+    reading: dict[str, Any] = {key: getattr(params.spleem, key) for key in META_KEYS}
     path = folder / "meta.yaml"
     if not path.is_file():
         return reading
@@ -129,6 +129,7 @@ def read_meta(folder: Path, params: Params) -> dict[str, Any]:
         raise InputError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(META_KEYS)})")
     reading.update(meta)
     check_orientation(reading["orientation"], reading["sz_sign"], where=str(path))
+    check_psf(reading["psf_shape"], reading["psf_width"], where=str(path))
     return reading
 
 

@@ -1,7 +1,12 @@
 """SPLEEM-style images -> unit-vector maps (Sx, Sy, Sz) with a mask of untrusted pixels.
 
 Two inputs: three grey-scale channel images (Sx, Sy, Sz; 8- or 16-bit, any format Pillow
-reads, or .npy/.npz) or one colour-wheel image. Grey levels are calibrated to [-1, 1] by
+reads, or .npy/.npz) or one colour-wheel image. Channels of an instrument whose
+point-spread function is declared (``psf_shape``, ``psf_width`` > 0) are deconvolved by it
+(spinfer.spleem.deconvolve) and calibrated by their own unit-length fit, or where ringing
+at the walls keeps it from holding, by the recorded channels' offsets and gains; a
+colour-wheel image cannot be deconvolved (its colours are not linear in the spin
+components). Grey levels are calibrated to [-1, 1] by
 spinfer.data.microscope.calibrate_channels: an offset and gain per channel such that every
 pixel's vector has unit length as nearly as it can (one least-squares fit of the three
 channels; dead or saturated pixels left out), or each channel's 1st/99th percentiles where
@@ -47,6 +52,7 @@ from spinfer.data.microscope import calibrate_channels
 from spinfer.data.panels import cut_panels, panel_corners
 from spinfer.errors import InputError
 from spinfer.io import read_array
+from spinfer.spleem.deconvolve import check_psf, deconvolve_channels
 
 MIN_SIZE = 100
 ORIENTATIONS = ("xy-up", "xy-down", "transposed")
@@ -152,9 +158,12 @@ def from_channels(
     min_size: int = MIN_SIZE,
     orientation: str = "xy-up",
     sz_sign: float = 1.0,
+    psf_shape: str = "gaussian",
+    psf_width: float = 0.0,
 ) -> SpinMap:
-    """Three grey-scale channel images -> a calibrated, renormalized SpinMap."""
+    """Three grey-scale channel images -> a (deconvolved,) calibrated, renormalized SpinMap."""
     check_orientation(orientation, sz_sign)
+    check_psf(psf_shape, psf_width)
     chans = [read_grey(p) for p in (sx, sy, sz)]
     shapes = {c.shape for c in chans}
     if len(shapes) != 1:
@@ -163,7 +172,11 @@ def from_channels(
         )
         raise InputError(f"channels differ in shape: {sizes}")
     _check_size(chans[0].shape, str(sx), min_size)
-    vec = calibrate_channels(np.stack(chans))
+    grey = np.stack(chans)
+    if psf_width > 0:  # the recorded channels set the scale where the deconvolved do not
+        vec = calibrate_channels(deconvolve_channels(grey, psf_shape, psf_width), grey)
+    else:
+        vec = calibrate_channels(grey)
     return _finish(vec, str(sx), min_norm, orientation, sz_sign)
 
 
@@ -184,12 +197,20 @@ def from_wheel(
     min_size: int = MIN_SIZE,
     orientation: str = "xy-up",
     sz_sign: float = 1.0,
+    psf_shape: str = "gaussian",
+    psf_width: float = 0.0,
 ) -> SpinMap:
     """A colour-wheel image (RGB, 8 or 16 bit) -> SpinMap (inverse of ``wheel_rgb``)."""
     from matplotlib.colors import rgb_to_hsv
 
     check_orientation(orientation, sz_sign)
+    check_psf(psf_shape, psf_width)
     path = Path(path)
+    if psf_width > 0:
+        raise InputError(
+            f"{path}: a colour-wheel image cannot be deconvolved (its colours are not linear "
+            "in the spin components); give sx/sy/sz channel images, or psf_width 0"
+        )
     raw = _read_pixels(path, rgb=True)
     if path.suffix in (".npy", ".npz"):
         rgb = raw.astype(np.float64)  # an array: already in [0, 1]

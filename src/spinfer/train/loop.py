@@ -31,6 +31,7 @@ from tqdm import tqdm
 from spinfer.config import Params
 from spinfer.data.dataset import (
     EpochItems,
+    FreshNoiseDataset,
     ShardSampler,
     TextureDataset,
     phase_weights,
@@ -327,7 +328,7 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
         log.debug("%s: out-of-plane training textures %s", paths.name, phase_tag)
         tags = {**(tags or {}), **phase_tag}
     train_sampler = ShardSampler(train_ds, True, seed, dist.rank, dist.world, window, weights)
-    if getattr(train_ds, "per_epoch", False):  # a new noisy copy of every texture each epoch
+    if isinstance(train_ds, FreshNoiseDataset):  # a new noisy copy of every texture each epoch
         train_sampler = EpochItems(train_sampler)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
     train_loader = _loader(train_ds, params, train_sampler)
