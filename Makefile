@@ -54,7 +54,7 @@ bench: setup ## speed benchmarks (print ratios against a baseline of the same ru
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/serve_load.py
 
-validate: setup ## physics validation: figures, bias check, relaxation vs Spirit, torque-balance inverse, descriptor probe, reader bias
+validate: setup ## physics validation: figures, bias check, relaxation vs Spirit, torque-balance inverse, descriptor probe, reader and transfer bias
 	$(BIN)/python validation/physics_checks.py --out artifacts/validation
 	$(BIN)/python validation/mc_bias.py
 	$(BIN)/dvc pull -q data.dvc && $(BIN)/python validation/relaxation.py --out artifacts/validation
@@ -62,8 +62,9 @@ validate: setup ## physics validation: figures, bias check, relaxation vs Spirit
 	@if [ -d artifacts/noisy.zarr ]; then $(BIN)/python validation/torque_balance.py \
 		&& $(BIN)/python validation/descriptor_probe.py; \
 	else echo "validate: no dataset, torque_balance and descriptor_probe skipped (make run first)"; fi
-	@if [ -f artifacts/models/resnet18-noisy/model.pt ]; then $(BIN)/python validation/reader_bias.py; \
-	else echo "validate: no trained resnet18-noisy, reader_bias skipped (make run first)"; fi
+	@if [ -f artifacts/models/resnet18-noisy/model.pt ]; then $(BIN)/python validation/reader_bias.py \
+		&& $(BIN)/python validation/transfer_bias.py; \
+	else echo "validate: no trained resnet18-noisy, reader_bias and transfer_bias skipped (make run first)"; fi
 
 # --- one GPU host -----------------------------------------------------------------------
 # A bare GPU host has Python with torch, timm and numba; the rest comes as wheels of the
