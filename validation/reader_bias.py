@@ -37,8 +37,7 @@ from spleem_foreign import instrument
 from spinfer.data.external import load_external
 from spinfer.data.microscope import Microscope, calibrate, calibrate_channels, renormalize
 from spinfer.models.predictor import load_predictor
-from spinfer.spleem.deconvolve import deconvolve_channels
-from spinfer.spleem.ingest import to_image, to_lattice
+from spinfer.spleem.ingest import calibrate_grey, to_image, to_lattice
 
 READERS = ("percentiles", "unit-length fit")
 
@@ -91,18 +90,18 @@ def main() -> None:
     print(f"{'reading':46s} bias lambda / K / D        MAE lambda / K / D")
     rows = {"spins": errors(spins)}
     for name, record in pieces(args.psf, args.counts).items():
+        greys = [record(to_image(s), i) for i, s in enumerate(spins)]
         for reader in READERS:
-            seen = [to_lattice(read(record(to_image(s), i), reader)) for i, s in enumerate(spins)]
-            rows[f"{name}, {reader}"] = errors(np.array(seen))
+            rows[f"{name}, {reader}"] = errors(
+                np.array([to_lattice(read(g, reader)) for g in greys])
+            )
+        if name == "foreign":
+            seen = [
+                to_lattice(renormalize(calibrate_grey(g, "lorentzian", args.psf))) for g in greys
+            ]
+            rows[f"foreign, {READERS[1]}, PSF declared"] = errors(np.array(seen))
     for name, err in rows.items():
         show(name, err)
-    declared = []
-    for i, s in enumerate(spins):
-        grey = instrument(to_image(s), args.psf, args.counts, i)[0].astype(np.float64)
-        sharp = deconvolve_channels(grey, "lorentzian", args.psf)
-        declared.append(to_lattice(renormalize(calibrate_channels(sharp, grey))))
-    rows[f"foreign, {READERS[1]}, PSF declared"] = errors(np.array(declared))
-    show(f"foreign, {READERS[1]}, PSF declared", rows[f"foreign, {READERS[1]}, PSF declared"])
     final = rows[f"foreign, {READERS[1]}"].mean(axis=0)
     told = rows[f"foreign, {READERS[1]}, PSF declared"].mean(axis=0)
     print(

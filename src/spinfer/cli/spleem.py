@@ -32,6 +32,14 @@ def spleem_sample(
     typer.echo(f"spleem sample: {len(sets)} sets in {folder}", err=True)
 
 
+def _one_of(value: str, known: tuple[str, ...], what: str, option: str) -> None:
+    """A bad-argument error naming ``option`` unless ``value`` is one of ``known``."""
+    if value not in known:
+        raise typer.BadParameter(
+            f"unknown {what} '{value}' (known: {', '.join(known)})", param_hint=option
+        )
+
+
 @spleem_app.command("estimate")
 def spleem_estimate(
     params: ParamsOpt = Path("params.yaml"),
@@ -105,22 +113,14 @@ def spleem_estimate(
     if stride is not None:
         extra.append(f"spleem.stride={stride}")
     if orientation is not None:
-        if orientation not in ORIENTATIONS:
-            raise typer.BadParameter(
-                f"unknown orientation '{orientation}' (known: {', '.join(ORIENTATIONS)})",
-                param_hint="--orientation",
-            )
+        _one_of(orientation, ORIENTATIONS, "orientation", "--orientation")
         extra.append(f"spleem.orientation={orientation}")
     if sz_sign is not None:
         if sz_sign not in (1, -1):
             raise typer.BadParameter("must be 1 or -1", param_hint="--sz-sign")
         extra.append(f"spleem.sz_sign={sz_sign}")
     if psf_shape is not None:
-        if psf_shape not in PSF_SHAPES:
-            raise typer.BadParameter(
-                f"unknown PSF shape '{psf_shape}' (known: {', '.join(PSF_SHAPES)})",
-                param_hint="--psf-shape",
-            )
+        _one_of(psf_shape, PSF_SHAPES, "PSF shape", "--psf-shape")
         extra.append(f"spleem.psf_shape={psf_shape}")
     if psf_width is not None:
         if not (math.isfinite(psf_width) and psf_width >= 0):

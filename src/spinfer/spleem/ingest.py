@@ -172,12 +172,18 @@ def from_channels(
         )
         raise InputError(f"channels differ in shape: {sizes}")
     _check_size(chans[0].shape, str(sx), min_size)
-    grey = np.stack(chans)
-    if psf_width > 0:  # the recorded channels set the scale where the deconvolved do not
-        vec = calibrate_channels(deconvolve_channels(grey, psf_shape, psf_width), grey)
-    else:
-        vec = calibrate_channels(grey)
+    vec = calibrate_grey(np.stack(chans), psf_shape, psf_width)
     return _finish(vec, str(sx), min_norm, orientation, sz_sign)
+
+
+def calibrate_grey(
+    grey: np.ndarray, psf_shape: str = "gaussian", psf_width: float = 0.0
+) -> np.ndarray:
+    """(3, rows, cols) grey levels -> (rows, cols, 3) calibrated vectors, deconvolved first
+    by a declared PSF (the recorded channels set the scale where the deconvolved do not)."""
+    if psf_width > 0:
+        return calibrate_channels(deconvolve_channels(grey, psf_shape, psf_width), grey)
+    return calibrate_channels(grey)
 
 
 def wheel_rgb(spins: np.ndarray) -> np.ndarray:
