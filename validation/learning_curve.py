@@ -104,8 +104,12 @@ def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def needed(a: float, b: float, goal: float) -> float:
-    """x at which a x^-b reaches ``goal`` (inf when the fit does not decrease)."""
-    return (a / goal) ** (1.0 / b) if b > 0 else math.inf
+    """x at which a x^-b reaches ``goal`` (inf when the fit does not decrease, or so slowly
+    that the answer overflows a float)."""
+    if b <= 0 or a <= 0:
+        return math.inf if b <= 0 else 0.0
+    exponent = math.log(a / goal) / b
+    return math.exp(exponent) if exponent < 700 else math.inf
 
 
 def fits(runs: list[dict], goal: float) -> dict:

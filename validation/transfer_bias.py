@@ -16,7 +16,14 @@ side by side at neighbouring couplings (normalized distance below ``--radius``):
 and domain period (structure-factor peak), which say whether the two simulators relax the
 same Hamiltonian into the same kind of state.
 
+With ``--routes`` Spirit's out-of-plane couplings are also made by spinfer, once per cooling
+law of the schedule (``COOLING_LAWS``, each as a fixed protocol, then minimised as
+configured), and read by the same network: the bias per route against Spirit's own textures
+says how much an estimate depends on how the texture was made (a network reads its own
+routes' textures alike; a route it never saw, or another simulator's, may read offset).
+
     python validation/transfer_bias.py [--model artifacts/models/resnet18-noisy/model.pt]
+                                       [--routes]
 
 Writes artifacts/validation/transfer_bias.json; last line key=value.
 """
@@ -24,8 +31,10 @@ Writes artifacts/validation/transfer_bias.json; last line key=value.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +45,8 @@ from spinfer.data.dataset import open_dataset
 from spinfer.data.external import load_external
 from spinfer.data.noise import add_noise
 from spinfer.models.predictor import load_predictor
+from spinfer.physics.anneal import COOLING_LAWS, PROTOCOL, Schedule, anneal
+from spinfer.physics.energy import Hamiltonian
 from spinfer.physics.observables import sz_period
 
 
@@ -73,6 +84,40 @@ def training_copies(predictor) -> dict[str, dict]:
     return out
 
 
+def route_schedule(schedule: Schedule, law: str) -> Schedule:
+    """The configured schedule as one fixed protocol of cooling law ``law`` (a quench at the
+    randomized draw's share of the sweeps)."""
+    sweeps = 0 if law == "instant" else schedule.sweeps
+    if law == "quench":
+        sweeps = max(1, round(sweeps * PROTOCOL["quench_sweeps_factor"]))
+    return dataclasses.replace(schedule, cooling=law, sweeps=sweeps, randomize=False)
+
+
+def _make(job: tuple[np.ndarray, Schedule, int, int]) -> np.ndarray:
+    (lam, k, d), schedule, seed, size = job
+    ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
+    return anneal(ham, (size, size), schedule, seed).spins
+
+
+def routes(predictor, ext_params, schedule: Schedule, size: int, workers: int) -> dict:
+    """Spirit's out-of-plane couplings made by each of spinfer's cooling laws, read."""
+    laws = [law for law in COOLING_LAWS if law != "instant" or schedule.minimize_steps]
+    jobs = [
+        (p, route_schedule(schedule, law), 1000 + i, size)
+        for law in laws
+        for i, p in enumerate(ext_params)
+    ]
+    with ProcessPoolExecutor(workers) as pool:
+        made = np.stack(list(pool.map(_make, jobs)))
+    n = len(ext_params)
+    return {
+        f"spinfer {law}, Spirit's couplings": summary(
+            errors(predictor, made[j * n : (j + 1) * n], ext_params)
+        )
+        for j, law in enumerate(laws)
+    }
+
+
 def side_by_side(ours: dict, ext, scaler, radius: float) -> dict[str, float]:
     """Spirit's out-of-plane textures against spinfer's at neighbouring couplings."""
     rows = []
@@ -98,6 +143,8 @@ def main() -> int:
     ap.add_argument("--levels", type=float, nargs="+", default=[0.5, 1.0])
     ap.add_argument("--radius", type=float, default=0.12, help="neighbouring couplings")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--routes", action="store_true", help="make Spirit's couplings per route")
+    ap.add_argument("--workers", type=int, default=2, help="processes for --routes")
     ap.add_argument("--out", type=Path, default=Path("artifacts/validation/transfer_bias.json"))
     args = ap.parse_args()
     for path in (args.model, args.params):
@@ -135,13 +182,16 @@ def main() -> int:
         rng = np.random.default_rng([args.seed, round(level * 1000)])
         noisy = np.stack([add_noise(s, level, rng) for s in ext_spins])
         rows[f"Spirit, Ts {level:g}"] = summary(errors(predictor, noisy, ext_params))
+    if args.routes:
+        size = ext_spins.shape[1]
+        rows.update(routes(predictor, ext_params, params.schedule, size, args.workers))
     states = side_by_side(ours, ext, predictor.scaler, args.radius)
     print(f"out-of-plane textures, model {args.model}")
-    print(f"{'source':28s} {'n':>4s}  bias lambda / K / D        MAE lambda / K / D")
+    print(f"{'source':38s} {'n':>4s}  bias lambda / K / D        MAE lambda / K / D")
     for name, row in rows.items():
         bias = " / ".join(f"{v:+.3f}" for v in row["bias"])
         mae = " / ".join(f"{v:.3f}" for v in row["mae"])
-        print(f"{name:28s} {row['n']:4d}  {bias}   {mae}")
+        print(f"{name:38s} {row['n']:4d}  {bias}   {mae}")
     print(
         f"neighbouring couplings ({states['textures']} Spirit textures): mean |Sz| "
         f"{states['mean_abs_sz_spirit']:.3f} (Spirit) vs {states['mean_abs_sz_spinfer']:.3f} "

@@ -182,6 +182,7 @@ def test_a_fixed_schedule_draws_itself_and_a_randomized_one_draws_per_seed():
     cooling = [d.cooling for d in drawn]
     for law, p in PROTOCOL["cooling"].items():
         assert abs(cooling.count(law) / 400 - p) < 0.08, law
+    assert "instant" not in cooling  # the minimiser alone is a fixed schedule's choice only
     relax = [d.relax for d in drawn]
     assert abs(relax.count("descent") / 400 - PROTOCOL["relax"]["descent"]) < 0.08
     lengths = [d.sweeps for d in drawn if d.cooling != "quench"]
@@ -194,6 +195,19 @@ def test_a_randomized_anneal_is_the_anneal_of_its_drawn_protocol():
         a = anneal(HAM, (12, 12), rand, seed=seed).spins
         b = anneal(HAM, (12, 12), rand.draw(seed), seed=seed).spins
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_instant_quench_is_the_minimiser_alone_on_the_random_start():
+    sch = Schedule(cooling="instant", sweeps=0, minimize_steps=3000, minimize_torque=1e-3)
+    assert sch.temperatures().size == 0
+    r = anneal(HAM, (16, 16), sch, seed=5)
+    assert np.isnan(r.acceptance) and r.relax_sweeps_done == 0
+    assert r.max_torque < 1e-3 and 0 < r.minimize_steps_done < 3000
+    start = random_spins(16, 16, rng_state(5))
+    assert energy_terms(r.spins, HAM).total < energy_terms(start, HAM).total - 0.5 * 16 * 16
+    np.testing.assert_array_equal(r.spins, anneal(HAM, (16, 16), sch, seed=5).spins)
+    with pytest.raises(InputError, match=r"instant.*minimize_steps"):
+        Schedule(cooling="instant", minimize_steps=0)
 
 
 def test_quench_holds_the_final_temperature():

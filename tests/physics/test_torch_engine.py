@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -192,7 +193,8 @@ def test_a_texture_does_not_depend_on_its_batch_or_threads():
     for t, a, p, o in zip(together, alone, pairs, single, strict=True):
         for other in (a, p, o):
             assert np.array_equal(t.spins, other.spins)
-            assert t.max_torque == other.max_torque and t.acceptance == other.acceptance
+            assert t.max_torque == other.max_torque
+            assert np.array_equal([t.acceptance], [other.acceptance], equal_nan=True)
     assert not np.array_equal(together[0].spins, together[1].spins)
 
 
@@ -203,6 +205,35 @@ def test_results_carry_the_schedule_diagnostics():
     assert np.allclose(np.linalg.norm(r.spins, axis=-1), 1.0, atol=1e-12)
     assert 0 < r.acceptance < 1 and 1 <= r.relax_sweeps_done <= 5
     assert r.max_torque < 1e-3 and 0 < r.minimize_steps_done < 3000
+
+
+def test_lbfgs_per_lattice_converges_faster_and_does_not_depend_on_the_batch():
+    hams = [Hamiltonian(0.2, 0.9, 0.1), Hamiltonian(-0.2, 0.7, 0.1), Hamiltonian(0.1, 0.5, 0.08)]
+    seeds = [1, 2, 3]
+    lbfgs = Schedule(sweeps=30, relax_sweeps=5, minimize_steps=3000, minimize_torque=1e-4,
+                     minimizer="lbfgs")  # fmt: skip
+    vp = dataclasses.replace(lbfgs, minimizer="vp")
+    together = te.anneal_batch(hams, (16, 16), lbfgs, seeds, device="cpu")
+    slow = te.anneal_batch(hams, (16, 16), vp, seeds, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = [te.anneal_batch([h], (16, 16), lbfgs, [s], device="cpu")[0]
+                 for h, s in zip(hams, seeds, strict=True)]  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    for t, a, v, ham in zip(together, alone, slow, hams, strict=True):
+        assert np.array_equal(t.spins, a.spins) and t.max_torque == a.max_torque
+        assert t.max_torque < 1e-4 and t.minimize_steps_done < v.minimize_steps_done
+        e_l, e_v = _total(t.spins, ham), _total(v.spins, ham)
+        assert e_l <= e_v + 1e-6 * abs(e_v)
+
+
+def test_an_instant_quench_is_the_minimiser_alone():
+    sch = Schedule(cooling="instant", sweeps=0, minimize_steps=4000, minimize_torque=1e-3)
+    (r,) = te.anneal_batch([Hamiltonian(0.2, 0.9, 0.1)], (12, 12), sch, [4], device="cpu")
+    assert math.isnan(r.acceptance) and r.relax_sweeps_done == 0
+    assert r.max_torque < 1e-3 and 0 < r.minimize_steps_done < 4000
 
 
 def test_bad_requests_are_one_line_errors():

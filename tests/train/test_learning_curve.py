@@ -47,3 +47,15 @@ def test_learning_curve_fits_and_logs(tmp_path, tiny_data):
         a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "figures")
     ]
     assert artifacts == ["figures/learning_curve.png"]
+
+
+def test_the_data_needed_is_infinite_for_a_flat_fit_and_never_overflows():
+    import importlib.util
+
+    path = ROOT / "validation" / "learning_curve.py"
+    spec = importlib.util.spec_from_file_location("learning_curve", path)
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    assert math.isclose(curve.needed(0.2, 0.5, 0.01), 400.0)  # (0.2 / 0.01) ** 2
+    assert curve.needed(0.2, 0.0, 0.01) == math.inf and curve.needed(0.2, -0.1, 0.01) == math.inf
+    assert curve.needed(0.2, 1e-5, 0.01) == math.inf  # 20 ** 1e5 overflows a float

@@ -97,10 +97,17 @@ class Plan:
         return len(self.params)
 
 
+def _relax_code(schedule: Schedule) -> int:
+    """The relaxation's code in ``RELAX_METHODS``, -1 where no relaxation sweeps run."""
+    if schedule.instant or not schedule.relax_sweeps:
+        return -1
+    return RELAX_METHODS.index(schedule.relax)
+
+
 def protocol_table(schedule: Schedule, seeds: np.ndarray) -> dict[str, np.ndarray]:
     """Each texture's annealing protocol (``Schedule.draw`` of its seed), as store columns:
     start temperature, sweeps, and the codes of its cooling law (``COOLING_LAWS``) and
-    relaxation (``RELAX_METHODS``)."""
+    relaxation (``RELAX_METHODS``; -1 where none ran)."""
     drawn = [schedule.draw(int(seed)) for seed in seeds]
     return {
         "protocol_t_start": np.array([p.t_start for p in drawn], dtype=np.float64),
@@ -108,7 +115,10 @@ def protocol_table(schedule: Schedule, seeds: np.ndarray) -> dict[str, np.ndarra
         "protocol_cooling": np.array(
             [COOLING_LAWS.index(p.cooling) for p in drawn], dtype=np.int32
         ),
-        "protocol_relax": np.array([RELAX_METHODS.index(p.relax) for p in drawn], dtype=np.int32),
+        "protocol_relax": np.array(  # -1: no relaxation sweeps (an instant quench)
+            [_relax_code(p) for p in drawn],
+            dtype=np.int32,
+        ),
     }
 
 

@@ -92,7 +92,7 @@ def write_report(
         "out_of_plane_fraction": float((sz > OUT_OF_PLANE).mean()),
         "mean_abs_sz": float(sz.mean()),
         "energy_per_spin_mean": float(group["energy_per_spin"][:].mean()),
-        "acceptance_mean": float(group["acceptance"][:].mean()),
+        "acceptance_mean": float(np.nanmean(group["acceptance"][:])),  # NaN: instant quenches
         "max_torque_median": float(np.median(group["max_torque"][:])),
         "out_of_plane_by_k": {
             f"{c:.2f}": {"fraction": float(f), "textures": int(n)}

@@ -478,6 +478,9 @@ def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
 
     lab.data()
     env = {**lab.env(), "OMP_NUM_THREADS": "1"}
+    # enough epochs that the kill, sent once the first last.pt exists, lands mid-run even
+    # when tiny epochs take milliseconds (with 4, a fast run could finish before it)
+    epochs = 20
 
     def cmd(out: str) -> list[str]:
         return [
@@ -485,7 +488,9 @@ def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
             *launcher,
             "-m",
             "spinfer.cli",
-            *_train_args(lab, "cnn", "noisy", f"{tag}_{out}", "--set", "train.epochs={cnn: 4}"),
+            *_train_args(
+                lab, "cnn", "noisy", f"{tag}_{out}", "--set", f"train.epochs={{cnn: {epochs}}}"
+            ),
         ]
 
     def run(out: str) -> subprocess.CompletedProcess:
@@ -523,8 +528,8 @@ def _kill_and_resume(lab: Lab, launcher: tuple[str, ...], tag: str) -> Outcome:
     import re
 
     at = re.search(r"\(resumed at (\d+)\)", again.stderr + again.stdout)
-    resumed = at is not None and 1 <= int(at.group(1)) < 4  # ranks may finish one more
-    ok = whole.returncode == 0 and again.returncode == 0 and done is not None and done < 4
+    resumed = at is not None and 1 <= int(at.group(1)) < epochs  # ranks may finish more
+    ok = whole.returncode == 0 and again.returncode == 0 and done is not None and done < epochs
     ok = ok and resumed and same
     return Outcome(
         f"SIGKILL training ({tag}), relaunch",

@@ -16,7 +16,7 @@ import numpy as np
 from spinfer.errors import InputError
 from spinfer.physics.dipolar import dipolar_kernel
 from spinfer.physics.energy import MIN_SIZE, Hamiltonian, local_field
-from spinfer.physics.minimize import minimize
+from spinfer.physics.minimize import MINIMIZERS, minimize
 from spinfer.physics.montecarlo import (
     exact_metropolis_sweep,
     metropolis_sweep,
@@ -24,13 +24,16 @@ from spinfer.physics.montecarlo import (
     relaxation_sweep,
 )
 
-COOLING_LAWS = ("linear", "geometric", "quench")
+COOLING_LAWS = ("linear", "geometric", "quench", "instant")
 RELAX_METHODS = ("metropolis", "descent")
 
 #: How a randomized schedule draws each texture's protocol (``Schedule.draw``): experimental
 #: textures are made by physics, not by one Monte Carlo schedule, so training textures cover
 #: a decade of cooling lengths, several start temperatures and cooling shapes, quenches and
-#: two relaxations. Factors multiply the configured ``sweeps`` and ``t_start``.
+#: two relaxations. Factors multiply the configured ``sweeps`` and ``t_start``. (The
+#: ``instant`` law, the minimiser alone on the random start, is not drawn: at the external
+#: set's couplings its textures read like the Monte Carlo routes' once minimised,
+#: ``validation/transfer_bias.py --routes``.)
 PROTOCOL = {
     "sweeps_factor": (0.3, 3.0),  # log-uniform: a decade of cooling lengths
     "t_start_factor": (0.8, 1.35),  # uniform
@@ -50,16 +53,18 @@ class Schedule:
 
     ``sweeps`` Metropolis sweeps from ``t_start`` (above the ordering temperature) to
     ``t_end`` (``cooling``: linear, geometric, or quench: the whole time at ``t_end``, a
-    quench from the random start); then up to ``relax_sweeps`` zero-temperature sweeps
+    quench from the random start; or instant: no sweeps, the random start goes straight to
+    the minimiser); then up to ``relax_sweeps`` zero-temperature sweeps
     (``relax``: metropolis, each spin turned to its local field when that lowers H; or
     descent, an overdamped LLG-like descent of the torque without precession, all spins at
     once). The dipolar far field is refreshed by FFT every ``refresh_every`` sweeps; within
     ``near_radius`` sites it is exact after every move. The proposal cone adapts towards
     ``target_acceptance``. With ``randomize`` every texture draws its own protocol from its
     seed (``draw``, distribution ``PROTOCOL``). Last, up to ``minimize_steps`` steps of
-    velocity-projection minimisation (``physics.minimize``) take the texture towards a
-    torque-free state, stopping once max |S x H| < ``minimize_torque``: the relaxed state
-    that experiments and other simulators show (0 = leave the texture as annealed).
+    minimisation (``minimizer``: lbfgs or vp, velocity projection; ``physics.minimize``)
+    take the texture towards a torque-free state, stopping once max |S x H| <
+    ``minimize_torque``: the relaxed state that experiments and other simulators show
+    (0 = leave the texture as annealed).
     """
 
     t_start: float = 1.5
@@ -75,6 +80,7 @@ class Schedule:
     randomize: bool = False
     minimize_steps: int = 0
     minimize_torque: float = 1e-3
+    minimizer: str = "vp"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.t_start) and math.isfinite(self.t_end)):
@@ -84,10 +90,10 @@ class Schedule:
                 f"schedule needs 0 < t_end <= t_start, got t_start={self.t_start}, "
                 f"t_end={self.t_end}"
             )
-        if self.sweeps < 1 or self.relax_sweeps < 0:
-            raise InputError("schedule needs sweeps >= 1 and relax_sweeps >= 0")
         if self.cooling not in COOLING_LAWS:
             raise InputError(f"cooling must be one of {COOLING_LAWS}, got {self.cooling!r}")
+        if self.sweeps < (0 if self.instant else 1) or self.relax_sweeps < 0:
+            raise InputError("schedule needs sweeps >= 1 and relax_sweeps >= 0")
         if self.refresh_every < 1 or self.near_radius < 0:
             raise InputError("schedule needs refresh_every >= 1 and near_radius >= 0")
         if not 0 < self.cone <= 2.0 or not 0 < self.target_acceptance < 1:
@@ -96,9 +102,22 @@ class Schedule:
             raise InputError(f"relax must be one of {RELAX_METHODS}, got {self.relax!r}")
         if self.minimize_steps < 0 or not self.minimize_torque > 0:
             raise InputError("schedule needs minimize_steps >= 0 and minimize_torque > 0")
+        if self.minimizer not in MINIMIZERS:
+            raise InputError(f"minimizer must be one of {MINIMIZERS}, got {self.minimizer!r}")
+        if self.instant and self.minimize_steps < 1:
+            raise InputError(
+                "cooling 'instant' needs minimize_steps >= 1: the minimiser is all it runs"
+            )
+
+    @property
+    def instant(self) -> bool:
+        """No Monte Carlo at all: the random start is relaxed by the minimiser alone."""
+        return self.cooling == "instant"
 
     def temperatures(self) -> np.ndarray:
-        """Temperature of each annealing sweep."""
+        """Temperature of each annealing sweep (none for an instant quench)."""
+        if self.instant:
+            return np.empty(0)
         if self.cooling == "geometric":
             return np.geomspace(self.t_start, self.t_end, self.sweeps)
         if self.cooling == "quench":
@@ -136,7 +155,7 @@ class Schedule:
 @dataclass(frozen=True)
 class AnnealResult:
     spins: np.ndarray  # (Lx, Ly, 3) float64 unit vectors
-    acceptance: float  # mean acceptance over the annealing sweeps
+    acceptance: float  # mean acceptance over the annealing sweeps (NaN: none, an instant quench)
     relax_sweeps_done: int
     minimize_steps_done: int = 0
     max_torque: float = math.nan  # max |S x H_eff| of the final texture (units of J)
@@ -216,9 +235,10 @@ def anneal(
         if progress is not None:
             progress(1)
     done = 0
+    relax_sweeps = 0 if schedule.instant else schedule.relax_sweeps  # the minimiser only
     if schedule.relax == "descent":
-        done = descend(spins, ham, kernel, schedule.relax_sweeps * DESCENT_STEPS_PER_SWEEP)
-    for _ in range(schedule.relax_sweeps if schedule.relax == "metropolis" else 0):
+        done = descend(spins, ham, kernel, relax_sweeps * DESCENT_STEPS_PER_SWEEP)
+    for _ in range(relax_sweeps if schedule.relax == "metropolis" else 0):
         if d:
             far = kernel.field(spins.astype(np.float32))
         near_field[:] = 0.0
@@ -228,11 +248,15 @@ def anneal(
             break
     _renormalize(spins)
     minimized, max_torque = minimize(
-        spins, ham, kernel, schedule.minimize_steps, schedule.minimize_torque
+        spins,
+        ham,
+        kernel,
+        schedule.minimize_steps,
+        schedule.minimize_torque,
+        method=schedule.minimizer,
     )
-    return AnnealResult(
-        spins, accepted_total / (n_sites * len(temps)), done, minimized, max_torque
-    )
+    acceptance = accepted_total / (n_sites * len(temps)) if len(temps) else math.nan
+    return AnnealResult(spins, acceptance, done, minimized, max_torque)
 
 
 def descend(

@@ -12,9 +12,10 @@ own couplings, protocol and random stream:
   The proposal is the numba engine's (S' = normalize(S + cone v), v uniform on the sphere)
   with its per-lattice adaptive cone.
 * **The same schedule.** Temperatures per sweep, the zero-temperature relaxation (Metropolis
-  turned to the local field, or the overdamped descent), the velocity-projection
-  minimisation and its torque threshold, and randomized protocols drawn per texture exactly
-  as ``anneal`` draws them. Lattices with shorter protocols simply stop moving.
+  turned to the local field, or the overdamped descent), the minimisation (L-BFGS or
+  velocity projection, per lattice: its own memory, step cap and convergence) and its torque
+  threshold, and randomized protocols drawn per texture exactly as ``anneal`` draws them.
+  Lattices with shorter protocols, or already converged, simply stop moving.
 * **Seeds.** The start is the numba engine's infinite-temperature state of the same seed;
   after that, every random number is a counter-based hash of (texture stream, draw, site),
   the stream keyed by ``SeedSequence(seed)`` with a spawn key of its own. A texture
@@ -46,7 +47,7 @@ from spinfer.physics.anneal import (
 )
 from spinfer.physics.dipolar import dipolar_kernel
 from spinfer.physics.energy import MIN_SIZE, Hamiltonian
-from spinfer.physics.minimize import VP_STEP
+from spinfer.physics.minimize import LBFGS_FIRST_STEP, LBFGS_MAX_ANGLE, LBFGS_MEMORY, VP_STEP
 from spinfer.physics.montecarlo import random_spins
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,8 +57,9 @@ _GOLDEN = 0x9E3779B9
 _TO_UNIT = 2.0**-24
 #: Device memory per lattice site while annealing: a generous estimate of the working set
 #: (state, fields, FFT buffers, rolled copies, proposal temporaries, stream tables; about
-#: 500 bytes counted), not a measured peak; a GPU run should measure and tighten it.
-BYTES_PER_SITE = 1200
+#: 500 bytes counted; the L-BFGS memory adds 5 float64 pairs, 240 bytes, and its float64
+#: force and direction ~150), not a measured peak; a GPU run should measure and tighten it.
+BYTES_PER_SITE = 1600
 
 
 def resolve_device(name: str) -> torch.device:
@@ -449,6 +451,81 @@ def _minimize(
     return taken, final
 
 
+def _dot_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-lattice dot products of (B, ...) tensors in float64, the same whatever the batch or
+    the threads: each row is scaled by a power of two to its own largest term and summed as
+    integers (exact), so tiny late-minimisation steps keep their precision."""
+    t = (a.double() * b.double()).flatten(1)
+    largest = t.abs().amax(dim=1).clamp_min(1e-300)
+    exponent = torch.floor(torch.log2((2.0**62 / t.shape[1]) / largest))
+    scale = torch.exp2(exponent)[:, None]
+    return torch.round(t * scale).to(torch.int64).sum(dim=1).double() / scale[:, 0]
+
+
+def _lbfgs(lat: _Lattices, steps: int, torque: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """L-BFGS of every lattice (``minimize._lbfgs``, per lattice); (steps, max torque)."""
+    spins, c = lat.spins, lat.couplings
+    b = spins.shape[0]
+    dev = lat.device
+    taken = torch.full((b,), steps, dtype=torch.int64, device=dev)
+    final = torch.zeros(b, dtype=torch.float64, device=dev)
+    active = torch.ones(b, dtype=torch.bool, device=dev)
+    gamma = torch.full((b,), LBFGS_FIRST_STEP, dtype=torch.float64, device=dev)
+    memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # rho 0: not a pair
+    force = lat.force(spins, c).double()
+    for n in range(steps + 1):
+        fmax = _max_torque2(force)
+        done = active & ((fmax < torque * torque) | (n == steps))
+        taken[done], final[done] = n, torch.sqrt(fmax[done])
+        active &= ~done
+        if not active.any():
+            break
+        direction = _two_loop_rows(force, memory, gamma)
+        direction = direction - _dot3(direction, spins.double()).unsqueeze(1) * spins.double()
+        restart = _dot_rows(direction, force) <= 0.0  # not downhill: forget, restart
+        if restart.any():
+            gamma = torch.where(restart, LBFGS_FIRST_STEP, gamma)
+            memory = [(s, y, torch.where(restart, 0.0, rho)) for s, y, rho in memory]
+            direction = torch.where(
+                restart[:, None, None, None], LBFGS_FIRST_STEP * force, direction
+            )
+        turn = torch.sqrt(_max_torque2(direction))
+        direction = (
+            direction
+            * torch.clamp(LBFGS_MAX_ANGLE / turn.clamp_min(1e-300), max=1.0)[:, None, None, None]
+        )
+        moved = _normalize(spins + direction.float())
+        moved = torch.where(active[:, None, None, None], moved, spins)
+        step = (moved - spins).double()
+        spins = moved
+        new_force = lat.force(spins, c).double()
+        change = force - new_force  # the gradient's change: g = -f
+        curvature = _dot_rows(step, change)
+        valid = active & (curvature > 1e-12)
+        rho = torch.where(valid, 1.0 / torch.where(valid, curvature, 1.0), 0.0)
+        memory.append((step, change, rho))
+        if len(memory) > LBFGS_MEMORY:
+            memory.pop(0)
+        gamma = torch.where(valid, curvature / _dot_rows(change, change).clamp_min(1e-300), gamma)
+        force = new_force
+    lat.spins = spins
+    return taken, final
+
+
+def _two_loop_rows(force: torch.Tensor, memory: list, gamma: torch.Tensor) -> torch.Tensor:
+    """``minimize._two_loop`` per lattice; pairs with rho = 0 are skipped (they add 0)."""
+    q = force.clone()
+    alphas = []
+    for step, change, rho in reversed(memory):
+        a = rho * _dot_rows(step, q)
+        alphas.append(a)
+        q = q - a[:, None, None, None] * change
+    q = q * gamma[:, None, None, None]
+    for (step, change, rho), a in zip(memory, reversed(alphas), strict=True):
+        q = q + (a - rho * _dot_rows(change, q))[:, None, None, None] * step
+    return q
+
+
 def _adapt(cone: torch.Tensor, rate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``anneal._adapt`` per lattice: widen when too many moves pass, narrow when too few."""
     return torch.clamp(torch.where(rate > target, cone * 1.05, cone * 0.95), 0.02, 2.0)
@@ -490,7 +567,11 @@ def _anneal_group(
             progress(1)
     relax_done = torch.zeros(b, dtype=torch.int64, device=device)
     for method, run in (("metropolis", _relax_metropolis), ("descent", _descend)):
-        rows = [i for i, s in enumerate(schedules) if s.relax == method and s.relax_sweeps]
+        rows = [
+            i
+            for i, s in enumerate(schedules)
+            if s.relax == method and s.relax_sweeps and not s.instant
+        ]
         if not rows:
             continue
         limit = max(schedules[i].relax_sweeps for i in rows)
@@ -498,14 +579,16 @@ def _anneal_group(
         index = torch.tensor(rows, device=device)
         relax_done[index] = run(lat, index, limit)
     lat.spins = _normalize(lat.spins)
-    minimized, torque = _minimize(lat, schedules[0].minimize_steps, schedules[0].minimize_torque)
+    first = schedules[0]
+    minimise = _lbfgs if first.minimizer == "lbfgs" else _minimize
+    minimized, torque = minimise(lat, first.minimize_steps, first.minimize_torque)
     out = _normalize(lat.spins.double()).cpu().numpy()
     out = np.ascontiguousarray(np.moveaxis(out, 1, -1))
     acc = accepted.cpu().numpy()
     return [
         AnnealResult(
             out[i],
-            float(acc[i]) / (lat.n_sites * sweeps[i]),
+            float(acc[i]) / (lat.n_sites * sweeps[i]) if sweeps[i] else math.nan,
             int(relax_done[i]),
             int(minimized[i]),
             float(torque[i]),
