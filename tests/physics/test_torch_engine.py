@@ -222,11 +222,33 @@ def test_lbfgs_per_lattice_converges_faster_and_does_not_depend_on_the_batch():
                  for h, s in zip(hams, seeds, strict=True)]  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+    # the lattices converge at different steps, so the working batch shrinks on the way
+    assert len({t.minimize_steps_done for t in together}) == len(hams)
     for t, a, v, ham in zip(together, alone, slow, hams, strict=True):
         assert np.array_equal(t.spins, a.spins) and t.max_torque == a.max_torque
+        assert t.minimize_steps_done == a.minimize_steps_done
         assert t.max_torque < 1e-4 and t.minimize_steps_done < v.minimize_steps_done
         e_l, e_v = _total(t.spins, ham), _total(v.spins, ham)
         assert e_l <= e_v + 1e-6 * abs(e_v)
+
+
+def test_velocity_projection_does_not_depend_on_the_batch_as_it_shrinks():
+    hams = [Hamiltonian(0.2, 0.9, 0.1), Hamiltonian(-0.2, 0.3, 0.1)]
+    vp = Schedule(sweeps=20, relax_sweeps=5, minimize_steps=600, minimize_torque=1e-3,
+                  minimizer="vp")  # fmt: skip
+    together = te.anneal_batch(hams, (12, 12), vp, [5, 6], device="cpu")
+    alone = [te.anneal_batch([h], (12, 12), vp, [s], device="cpu")[0]
+             for h, s in zip(hams, [5, 6], strict=True)]  # fmt: skip
+    assert together[0].minimize_steps_done != together[1].minimize_steps_done
+    for t, a in zip(together, alone, strict=True):
+        assert np.array_equal(t.spins, a.spins) and t.minimize_steps_done == a.minimize_steps_done
+
+
+def test_row_dot_products_are_exact_and_finite_for_zero_rows():
+    a = torch.zeros(3, 3, 4, 4, dtype=torch.float64)
+    a[1] = 0.5
+    a[2, 0, 0, 0] = 1e-200
+    assert te._dot_rows(a, a).tolist() == [0.0, 12.0, 0.0]  # 1e-400 underflows to 0
 
 
 def test_an_instant_quench_is_the_minimiser_alone():

@@ -422,64 +422,103 @@ def _relax_metropolis(lat: _Lattices, rows: torch.Tensor, sweeps: int) -> torch.
     return done
 
 
+class _Working:
+    """A minimiser's per-lattice bookkeeping: steps taken, final max torque and converged
+    spins of every lattice, and the working batch, which drops converged lattices once a
+    quarter of it has converged, so that a long tail of a few slow lattices costs what
+    those lattices cost, not the whole batch. Every operation of the minimisers is per
+    lattice, so dropping rows changes no result."""
+
+    def __init__(self, lat: _Lattices, steps: int, torque: float) -> None:
+        b, dev = lat.spins.shape[0], lat.device
+        self.lat, self.steps, self.torque2 = lat, steps, torque * torque
+        self.out = lat.spins.clone()
+        self.rows = torch.arange(b, device=dev)  # the working batch's lattices
+        self.active = torch.ones(b, dtype=torch.bool, device=dev)  # over the working batch
+        self.couplings = lat.couplings
+        self.taken = torch.full((b,), steps, dtype=torch.int64, device=dev)
+        self.final = torch.zeros(b, dtype=torch.float64, device=dev)
+
+    def settle(self, n: int, spins: torch.Tensor, force: torch.Tensor) -> bool:
+        """Record the lattices converged at step ``n`` (or out of steps); True while any is
+        left."""
+        fmax = _max_torque2(force)
+        done = self.active & ((fmax < self.torque2) | (n == self.steps))
+        rows = self.rows[done]
+        self.taken[rows], self.final[rows] = n, torch.sqrt(fmax[done])
+        self.out[rows] = spins[done]
+        self.active &= ~done
+        return bool(self.active.any())
+
+    def shrink(self) -> torch.Tensor | None:
+        """The rows to keep of every (B, ...) state tensor when the working batch shrinks now,
+        else None."""
+        live = int(self.active.sum())
+        if live > 3 * len(self.rows) // 4:
+            return None
+        keep = self.active
+        self.rows = self.rows[keep]
+        self.couplings = self.lat.couplings.index(self.rows)
+        self.active = torch.ones(live, dtype=torch.bool, device=self.lat.device)
+        return keep
+
+    def finish(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.lat.spins = self.out
+        return self.taken, self.final
+
+
 def _minimize(
     lat: _Lattices, steps: int, torque: float, dt: float = VP_STEP
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Velocity projection of every lattice (``minimize.minimize``); (steps, max torque)."""
-    spins, c = lat.spins, lat.couplings
-    b = spins.shape[0]
+    work = _Working(lat, steps, torque)
+    spins = lat.spins
     velocity = torch.zeros_like(spins)
-    taken = torch.full((b,), steps, dtype=torch.int64, device=lat.device)
-    final = torch.zeros(b, dtype=torch.float64, device=lat.device)
-    active = torch.ones(b, dtype=torch.bool, device=lat.device)
     for n in range(steps + 1):
-        f = lat.force(spins, c)
-        fmax = _max_torque2(f)
-        done = active & ((fmax < torque * torque) | (n == steps))
-        taken[done], final[done] = n, torch.sqrt(fmax[done])
-        active &= ~done
-        if not active.any():
+        f = lat.force(spins, work.couplings)
+        if not work.settle(n, spins, f):
             break
+        keep = work.shrink()
+        if keep is not None:
+            spins, velocity, f = spins[keep], velocity[keep], f[keep]
         vf = _row_sum(_dot3(velocity.double(), f.double()))
         ff = _row_sum(_dot3(f.double(), f.double()))
-        keep = torch.where((vf > 0) & (ff > 0), vf / torch.clamp(ff, min=1e-300), 0.0)
-        v = (keep.float()[:, None, None, None] + dt) * f
-        mask = active[:, None, None, None]
+        keep_v = torch.where((vf > 0) & (ff > 0), vf / torch.clamp(ff, min=1e-300), 0.0)
+        v = (keep_v.float()[:, None, None, None] + dt) * f
+        mask = work.active[:, None, None, None]
         velocity = torch.where(mask, v, velocity)
         spins = torch.where(mask, _normalize(spins + dt * v), spins)
-    lat.spins = spins
-    return taken, final
+    return work.finish()
 
 
 def _dot_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-lattice dot products of (B, ...) tensors in float64, the same whatever the batch or
     the threads: each row is scaled by a power of two to its own largest term and summed as
-    integers (exact), so tiny late-minimisation steps keep their precision."""
+    integers (exact), so tiny late-minimisation steps keep their precision. The scale stays
+    finite (at most 2^960), so an all-zero row sums to 0."""
     t = (a.double() * b.double()).flatten(1)
     largest = t.abs().amax(dim=1).clamp_min(1e-300)
-    exponent = torch.floor(torch.log2((2.0**62 / t.shape[1]) / largest))
+    exponent = torch.floor(torch.log2((2.0**62 / t.shape[1]) / largest)).clamp_max(960.0)
     scale = torch.exp2(exponent)[:, None]
     return torch.round(t * scale).to(torch.int64).sum(dim=1).double() / scale[:, 0]
 
 
 def _lbfgs(lat: _Lattices, steps: int, torque: float) -> tuple[torch.Tensor, torch.Tensor]:
     """L-BFGS of every lattice (``minimize._lbfgs``, per lattice); (steps, max torque)."""
-    spins, c = lat.spins, lat.couplings
-    b = spins.shape[0]
-    dev = lat.device
-    taken = torch.full((b,), steps, dtype=torch.int64, device=dev)
-    final = torch.zeros(b, dtype=torch.float64, device=dev)
-    active = torch.ones(b, dtype=torch.bool, device=dev)
+    work = _Working(lat, steps, torque)
+    spins = lat.spins
+    b, dev = spins.shape[0], lat.device
     gamma = torch.full((b,), LBFGS_FIRST_STEP, dtype=torch.float64, device=dev)
     memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # rho 0: not a pair
-    force = lat.force(spins, c).double()
+    force = lat.force(spins, work.couplings).double()
     for n in range(steps + 1):
-        fmax = _max_torque2(force)
-        done = active & ((fmax < torque * torque) | (n == steps))
-        taken[done], final[done] = n, torch.sqrt(fmax[done])
-        active &= ~done
-        if not active.any():
+        if not work.settle(n, spins, force):
             break
+        keep = work.shrink()
+        if keep is not None:
+            spins, force, gamma = spins[keep], force[keep], gamma[keep]
+            memory = [(s[keep], y[keep], r[keep]) for s, y, r in memory]
+        active = work.active
         direction = _two_loop_rows(force, memory, gamma)
         direction = direction - _dot3(direction, spins.double()).unsqueeze(1) * spins.double()
         restart = _dot_rows(direction, force) <= 0.0  # not downhill: forget, restart
@@ -498,7 +537,7 @@ def _lbfgs(lat: _Lattices, steps: int, torque: float) -> tuple[torch.Tensor, tor
         moved = torch.where(active[:, None, None, None], moved, spins)
         step = (moved - spins).double()
         spins = moved
-        new_force = lat.force(spins, c).double()
+        new_force = lat.force(spins, work.couplings).double()
         change = force - new_force  # the gradient's change: g = -f
         curvature = _dot_rows(step, change)
         valid = active & (curvature > 1e-12)
@@ -508,8 +547,7 @@ def _lbfgs(lat: _Lattices, steps: int, torque: float) -> tuple[torch.Tensor, tor
             memory.pop(0)
         gamma = torch.where(valid, curvature / _dot_rows(change, change).clamp_min(1e-300), gamma)
         force = new_force
-    lat.spins = spins
-    return taken, final
+    return work.finish()
 
 
 def _two_loop_rows(force: torch.Tensor, memory: list, gamma: torch.Tensor) -> torch.Tensor:
