@@ -13,6 +13,7 @@ from spinfer.data.symmetry import (
     N_ELEMENTS,
     Augmenter,
     apply_symmetry,
+    flip_lambda,
     group_elements,
     lambda_sign,
 )
@@ -139,3 +140,19 @@ def test_every_named_operation_has_its_bits_and_no_other():
     """config.OPERATIONS names what data.symmetry implements: the point operations' bits
     and translation (augmentation only)."""
     assert set(OPERATIONS) == {*_BITS, "translate"}
+
+
+def test_the_batched_augmenter_is_the_per_image_definition():
+    """One operation per element drawn and a gathered roll give, bit for bit, each image's
+    own element and torch.roll, from the same draws (elements and shifts alike)."""
+    x = torch.stack([_as_image(smooth_texture(s)) for s in range(9)]).float()
+    y = torch.rand(9, 3)
+    aug = Augmenter(OPERATIONS, lambda_offset(TargetScaler((-0.39, 0.02, 0.05), (0.39, 1.1, 0.13))))
+    xa, ya = aug(x, y, np.random.default_rng(7))
+    elements, shifts = aug.draw(9, (12, 12), np.random.default_rng(7))
+    assert len(set(elements.tolist())) > 3 and shifts.any()
+    for i, (e, s) in enumerate(zip(elements.tolist(), shifts.tolist(), strict=True)):
+        want = torch.roll(apply_symmetry(x[i], e), shifts=tuple(s), dims=(-2, -1))
+        assert torch.equal(xa[i], want)
+        label = flip_lambda(y[i], aug.offset) if lambda_sign(e) < 0 else y[i]
+        assert torch.equal(ya[i], label)

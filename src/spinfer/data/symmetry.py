@@ -94,16 +94,44 @@ class Augmenter:
         self.translate = "translate" in operations
         self.offset = lambda_offset
 
+    def draw(
+        self, n: int, shape: tuple[int, int], rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each of ``n`` images' element and periodic shift (zero without ``translate``),
+        drawn image by image: element, then the shift along x and y."""
+        elements = np.empty(n, dtype=np.int64)
+        shifts = np.zeros((n, 2), dtype=np.int64)
+        for i in range(n):
+            elements[i] = self.elements[int(rng.integers(len(self.elements)))]
+            if self.translate:
+                shifts[i] = int(rng.integers(shape[0])), int(rng.integers(shape[1]))
+        return elements, shifts
+
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = [], []
-        for item, target in zip(x, y, strict=True):
-            e = self.elements[int(rng.integers(len(self.elements)))]
-            out = apply_symmetry(item, e)
-            if self.translate:
-                shift = (int(rng.integers(out.shape[-2])), int(rng.integers(out.shape[-1])))
-                out = torch.roll(out, shifts=shift, dims=(-2, -1))
-            xs.append(out)
-            ys.append(flip_lambda(target, self.offset) if lambda_sign(e) < 0 else target)
-        return torch.stack(xs), torch.stack(ys)
+        """Images (B, 3, L, L) and targets (B, 3), on whatever device they are on: one
+        tensor operation per element drawn and one gather per axis for the shifts, not a
+        loop over images (the images are permuted and negated exactly, so the result does
+        not depend on how it is computed)."""
+        elements, shifts = self.draw(len(x), (x.shape[-2], x.shape[-1]), rng)
+        out, labels = torch.empty_like(x), y.clone()
+        for e in np.unique(elements).tolist():
+            rows = torch.from_numpy(np.flatnonzero(elements == e)).to(x.device)
+            out[rows] = apply_symmetry(x[rows], e)
+            if lambda_sign(e) < 0:
+                labels[rows] = flip_lambda(y[rows], self.offset)
+        if self.translate:
+            out = roll_each(out, shifts)
+        return out, labels
+
+
+def roll_each(x: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
+    """Image b of (B, C, Lx, Ly) rolled periodically by shifts[b] = (sx, sy), as
+    ``torch.roll(x[b], shifts[b], dims=(-2, -1))``."""
+    b, c, lx, ly = x.shape
+    s = torch.from_numpy(np.asarray(shifts, dtype=np.int64)).to(x.device)
+    rows = (torch.arange(lx, device=x.device)[None, :] - s[:, :1]) % lx
+    cols = (torch.arange(ly, device=x.device)[None, :] - s[:, 1:]) % ly
+    x = torch.gather(x, 2, rows[:, None, :, None].expand(b, c, lx, ly))
+    return torch.gather(x, 3, cols[:, None, None, :].expand(b, c, lx, ly))

@@ -107,9 +107,7 @@ def minimize(
     velocity = np.zeros_like(spins)
     n = 0
     while True:  # steps + 1 force evaluations at most: the last one measures the result
-        local_field(spins, ham.exchange, ham.dmi, ham.anisotropy, field)
-        if ham.dipolar:  # in double precision, whatever the type of ham.dipolar
-            field += float(ham.dipolar) * kernel.field(spins.astype(np.float32)).astype(np.float64)
+        _effective_field(spins, ham, kernel, field)
         vf, ff, fmax = _force(spins, field, velocity)
         if fmax < torque * torque or n >= steps:
             return n, math.sqrt(fmax)
@@ -118,11 +116,17 @@ def minimize(
         n += 1
 
 
-def _tangent_force(spins: np.ndarray, ham: Hamiltonian, kernel, field: np.ndarray) -> np.ndarray:
-    """f = H - (S.H) S at every site (the negative energy gradient on the sphere)."""
+def _effective_field(spins: np.ndarray, ham: Hamiltonian, kernel, field: np.ndarray) -> None:
+    """H_eff = -dH/dS into ``field``: the local terms, plus D times the kernel's dipolar
+    field in double precision (whatever the type of ham.dipolar)."""
     local_field(spins, ham.exchange, ham.dmi, ham.anisotropy, field)
     if ham.dipolar:
         field += float(ham.dipolar) * kernel.field(spins.astype(np.float32)).astype(np.float64)
+
+
+def _tangent_force(spins: np.ndarray, ham: Hamiltonian, kernel, field: np.ndarray) -> np.ndarray:
+    """f = H - (S.H) S at every site (the negative energy gradient on the sphere)."""
+    _effective_field(spins, ham, kernel, field)
     return field - np.sum(field * spins, axis=-1, keepdims=True) * spins
 
 

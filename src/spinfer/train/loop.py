@@ -93,7 +93,9 @@ def _phase_weights(ds: TextureDataset, share: float | None) -> tuple[np.ndarray 
     return weights, {"out_of_plane_textures": f"{out.sum()} of {len(out)}, {drawn}"}
 
 
-def _loader(ds: TextureDataset, params: Params, sampler: ShardSampler) -> DataLoader:
+def _loader(
+    ds: TextureDataset, params: Params, sampler: ShardSampler, device: torch.device
+) -> DataLoader:
     workers = params.train.loader_workers
     return DataLoader(
         ds,
@@ -101,6 +103,7 @@ def _loader(ds: TextureDataset, params: Params, sampler: ShardSampler) -> DataLo
         sampler=sampler,
         num_workers=workers,
         persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",  # page-locked batches: asynchronous copies
     )
 
 
@@ -161,18 +164,22 @@ def _epoch_pass(
     """One pass; returns sums over items of the objective, and over items and outputs of
     the squared and absolute errors of the means and of the Gaussian NLL, with the item
     count ``n`` (and the learning rate of the last update as ``lr``). A non-finite loss
-    raises TrainingDiverged.
+    raises TrainingDiverged at the end of the pass.
 
     With ``augment`` (training only) every image gets a random symmetry of the Hamiltonian
     (labels follow the lambda-reversing ones); ``scheduler`` steps after every update.
     """
     training = optimizer is not None
     model.train(training)
-    sums = dict.fromkeys(("loss", "sse", "sae", "nll", "n"), 0.0)
+    keys = ("loss", "sse", "sae", "nll")
+    # summed on the device, read once per pass: no host-device sync per step, so the host
+    # prepares the next batch while the device computes this one
+    acc = torch.zeros(len(keys), dtype=torch.float64, device=device)
+    n, lr = 0, None
     for x, y in loader:
-        if augment is not None:
-            x, y = augment[0](x, y, augment[1])
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if augment is not None:  # exact permutations and negations, on the device
+            x, y = augment[0](x, y, augment[1])
         x = x.contiguous(memory_format=torch.channels_last)
         with (
             torch.set_grad_enabled(training),
@@ -180,27 +187,37 @@ def _epoch_pass(
         ):
             mean, log_var = split_output(model(x).float(), head)
             loss = objective(mean, log_var, y, beta)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"the {'training' if training else 'validation'} loss is {float(loss.detach())}"
-            )
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            sums["lr"] = optimizer.param_groups[0]["lr"]  # the rate this update used
+            lr = optimizer.param_groups[0]["lr"]  # the rate this update used
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
         err = mean.detach() - y
-        sums["loss"] += float(loss.detach()) * len(x)
-        sums["sse"] += float((err**2).sum())
-        sums["sae"] += float(err.abs().sum())
-        if log_var is not None:
-            sums["nll"] += float(gaussian_nll(mean.detach(), log_var.detach(), y).sum())
-        sums["n"] += len(x)
+        nll = (
+            gaussian_nll(mean.detach(), log_var.detach(), y).sum()
+            if log_var is not None
+            else torch.zeros((), device=device)
+        )
+        acc += torch.stack(
+            (
+                loss.detach().double() * len(x),
+                (err**2).sum().double(),
+                err.abs().sum().double(),
+                nll.double(),
+            )
+        )
+        n += len(x)
         if bar is not None:
             bar.update(len(x))
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+    sums = dict(zip(keys, acc.tolist(), strict=True))
+    sums["n"] = float(n)
+    if not math.isfinite(sums["loss"]):
+        what = "training" if training else "validation"
+        raise TrainingDiverged(f"the {what} loss is {sums['loss'] / max(n, 1)}")
+    if training:
+        sums["lr"] = lr
     return sums
 
 
@@ -331,8 +348,8 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     if isinstance(train_ds, FreshNoiseDataset):  # a new noisy copy of every texture each epoch
         train_sampler = EpochItems(train_sampler)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
-    train_loader = _loader(train_ds, params, train_sampler)
-    val_loader = _loader(val_ds, params, val_sampler)
+    train_loader = _loader(train_ds, params, train_sampler, device)
+    val_loader = _loader(val_ds, params, val_sampler, device)
     scheduler = make_scheduler(optimizer, params.train.lr_schedule, epochs * len(train_loader))
     if resumed is not None:  # after the scheduler, whose start resets the rates
         optimizer.load_state_dict(resumed["optimizer"])
