@@ -147,7 +147,8 @@ def test_the_batched_augmenter_is_the_per_image_definition():
     own element and torch.roll, from the same draws (elements and shifts alike)."""
     x = torch.stack([_as_image(smooth_texture(s)) for s in range(9)]).float()
     y = torch.rand(9, 3)
-    aug = Augmenter(OPERATIONS, lambda_offset(TargetScaler((-0.39, 0.02, 0.05), (0.39, 1.1, 0.13))))
+    scaler = TargetScaler((-0.39, 0.02, 0.05), (0.39, 1.1, 0.13))
+    aug = Augmenter(OPERATIONS, lambda_offset(scaler))
     xa, ya = aug(x, y, np.random.default_rng(7))
     elements, shifts = aug.draw(9, (12, 12), np.random.default_rng(7))
     assert len(set(elements.tolist())) > 3 and shifts.any()
