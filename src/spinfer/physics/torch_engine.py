@@ -438,6 +438,7 @@ class _Working:
         self.couplings = lat.couplings
         self.taken = torch.full((b,), steps, dtype=torch.int64, device=dev)
         self.final = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.live = b
 
     def settle(self, n: int, spins: torch.Tensor, force: torch.Tensor) -> bool:
         """Record the lattices converged at step ``n`` (or out of steps); True while any is
@@ -448,18 +449,18 @@ class _Working:
         self.taken[rows], self.final[rows] = n, torch.sqrt(fmax[done])
         self.out[rows] = spins[done]
         self.active &= ~done
-        return bool(self.active.any())
+        self.live = int(self.active.sum())  # the step's one read back from the device
+        return self.live > 0
 
     def shrink(self) -> torch.Tensor | None:
-        """The rows to keep of every (B, ...) state tensor when the working batch shrinks now,
-        else None."""
-        live = int(self.active.sum())
-        if live > 3 * len(self.rows) // 4:
+        """The rows to keep of every (B, ...) state tensor when the working batch shrinks now
+        (after ``settle``), else None."""
+        if self.live > 3 * len(self.rows) // 4:
             return None
         keep = self.active
         self.rows = self.rows[keep]
         self.couplings = self.lat.couplings.index(self.rows)
-        self.active = torch.ones(live, dtype=torch.bool, device=self.lat.device)
+        self.active = torch.ones(self.live, dtype=torch.bool, device=self.lat.device)
         return keep
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor]:

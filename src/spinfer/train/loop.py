@@ -211,6 +211,8 @@ def _epoch_pass(
         n += len(x)
         if bar is not None:
             bar.update(len(x))
+            if not bar.disable:  # a terminal's bar only: reading the loss waits for the device
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     sums = dict(zip(keys, acc.tolist(), strict=True))
     sums["n"] = float(n)
     if not math.isfinite(sums["loss"]):
