@@ -92,7 +92,7 @@ gpu-check: ## on a GPU host (after make gpu's install): torch engine speed, dete
 	$(GPU_VENV)/bin/python benchmarks/mc_speed.py
 	$(GPU_VENV)/bin/python validation/gpu_engine_check.py
 
-gpu: ## the whole pipeline at profile gpu on one GPU host, offline: make gpu WHEELS=dir
+gpu: ## profile gpu on one GPU host, offline, generation to promotion: make gpu WHEELS=dir
 	@test -d $(WHEELS) || { echo "error: no wheel folder $(WHEELS) (make gpu-wheels on a host with PyPI)" >&2; exit 1; }
 	@test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
 	$(GPU_VENV)/bin/python -m pip install --quiet --no-index --no-deps $(WHEELS)/*.whl
@@ -101,8 +101,9 @@ gpu: ## the whole pipeline at profile gpu on one GPU host, offline: make gpu WHE
 	$(GPU_VENV)/bin/dvc config --local core.check_update false
 	$(GPU_VENV)/bin/dvc pull -q data.dvc
 	sed -i 's/^profile: .*/profile: gpu/' params.yaml   # `git checkout params.yaml` restores it
-	PATH=$(CURDIR)/$(GPU_VENV)/bin:$$PATH $(GPU_VENV)/bin/dvc repro
-	@echo "done: profile gpu; results in artifacts/ and mlruns/"
+	PATH=$(CURDIR)/$(GPU_VENV)/bin:$$PATH $(GPU_VENV)/bin/dvc repro config promote
+	@echo "done: profile gpu, generation to promotion; results in artifacts/ and mlruns/"
+	@echo "(dvc repro runs the rest: the report, a tuned winner and the SPLEEM estimates)"
 
 lock: ## re-resolve requirements.lock from pyproject.toml in a fresh venv (needs PyPI)
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv

@@ -82,6 +82,8 @@ def test_override_is_applied_last(repo_params):
         ({"train": {"out_of_plane_share": 1.0}}, "train.out_of_plane_share"),
         ({"train": {"out_of_plane_share": 0}}, "train.out_of_plane_share"),
         ({"train": {"out_of_plane_share": "half"}}, "train.out_of_plane_share"),
+        ({"train": {"preload": "gpu"}}, "train.preload"),
+        ({"train": {"preload": True, "fresh_noise": True}}, "train.preload"),
         ({"tune": {"out_of_plane_share": [0.0, 0.5]}}, "tune.out_of_plane_share"),
         ({"tune": {"out_of_plane_share": [0.6, 0.4]}}, "tune.out_of_plane_share"),
         ({"profiles": {"default": {"trian": {}}}}, "profiles.default.trian"),

@@ -209,6 +209,7 @@ def test_dvc_repro_tiny_profile_then_nothing_to_do(tmp_path):
     assert "up to date" in status.stdout, status.stdout
     raw["train"]["device"] = "cpu"
     raw["train"]["loader_workers"] = 1
+    raw["train"]["preload"] = True
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     status = _sh(["dvc", "status", "--json"], work)
     assert set(json.loads(status.stdout)) == {"config"}, status.stdout

@@ -72,7 +72,7 @@ def test_promote_first_champion_then_nothing_changes(project):
     params, root, client = project["params"], project["root"], project["client"]
     register(params, root)
     decision = promote(params, root)
-    assert decision.decision == "promoted" and "no champion" in decision.reason, decision.reason
+    assert decision.decision == "promoted" and "first champion" in decision.reason, decision.reason
     champion = _alias(client, "champion")
     tags = client.get_model_version("spinfer", champion).tags
     assert tags["promotion.decision"] == "promoted"

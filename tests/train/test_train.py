@@ -173,6 +173,46 @@ def test_more_epochs_resume_bit_identically(tmp_path, tiny_data, trained):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_preloaded_batches_train_bit_identically(tmp_path, tiny_data, trained):
+    """train.preload: the images wait on the device and batches are cut there; the same
+    batches as the DataLoader's, so the same weights and curves, bit for bit."""
+    params = load_params(make_project(tmp_path, tiny_data), ["train.preload=true"])
+    result = train_run(params, "cnn", "noisy", tmp_path, progress=False)
+    reference = trained["result"]
+    for ours, theirs in zip(result.state.history, reference.state.history, strict=True):
+        for key in ("train_objective", "train_mse", "val_mse", "val_mae"):
+            assert ours[key] == theirs[key]
+    a = torch.load(result.paths.last, weights_only=False)["model"]
+    b = torch.load(reference.paths.last, weights_only=False)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_device_batches_are_the_loaders_batches(tiny_data):
+    """Weighted, shuffled sampling: every batch equal to the DataLoader's, the last short."""
+    from torch.utils.data import DataLoader
+
+    from spinfer.data.dataset import ShardSampler, open_dataset, phase_weights
+    from spinfer.train.batches import DeviceBatches, should_preload
+
+    ds = open_dataset(
+        "train", "noisy", tiny_data["textures"], tiny_data["noisy"], tiny_data["splits"]
+    )
+    weights = phase_weights(np.arange(len(ds)) % 3 == 0, 0.5)
+    sampler = ShardSampler(ds, True, 7, weights=weights)
+    sampler.set_epoch(3)
+    batch = 3 if len(ds) % 3 else 4
+    ours = list(DeviceBatches(ds, sampler, batch, torch.device("cpu")))
+    theirs = list(DataLoader(ds, batch_size=batch, sampler=sampler))
+    assert len(ours) == len(theirs) == len(DeviceBatches(ds, sampler, batch, torch.device("cpu")))
+    assert len(ours[-1][0]) < batch
+    for (x, y), (x_ref, y_ref) in zip(ours, theirs, strict=True):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+    cpu = torch.device("cpu")
+    assert should_preload(True, [ds], cpu) and not should_preload("auto", [ds], cpu)
+    assert not should_preload(False, [ds], cpu)
+
+
 def test_onecycle_schedule_decays_and_resumes_bit_identically(tmp_path, tiny_data):
     """The schedule steps per batch, travels in last.pt and picks up where a stopped run
     left off; its horizon (the epochs) is in the fingerprint, so more epochs start afresh."""

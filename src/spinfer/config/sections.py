@@ -276,6 +276,7 @@ class TrainParams:
     out_of_plane_share: float | None = None
     fresh_noise: bool = False
     loader_workers: int = 0
+    preload: bool | str = "auto"
     device: str = "auto"
     amp: bool = True
     out: str = "artifacts/models"
@@ -320,6 +321,13 @@ class TrainParams:
             raise ConfigError(f"train.cnn_depth must be >= 1, got {self.cnn_depth}")
         if self.loader_workers < 0:
             raise ConfigError("train.loader_workers must be >= 0")
+        if self.preload not in (True, False, "auto"):
+            raise ConfigError(f"train.preload must be true, false or auto, got {self.preload!r}")
+        if self.preload is True and self.fresh_noise:
+            raise ConfigError(
+                "train.preload: true cannot hold fresh noisy copies (drawn anew each epoch); "
+                "use auto or false with train.fresh_noise"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
         check_operations(self.augment_ops, "train.augment")

@@ -453,7 +453,7 @@ def promote(params: Params, root: Path | str = ".", progress: bool = False) -> D
             _set_alias(client, name, PREVIOUS, champion)
         _set_alias(client, name, CHAMPION, challenger)
         reason = (
-            "no champion yet"
+            f"version {challenger} is the first champion (test MAE {mine['mae_mean']:.5f})"
             if champion is None
             else f"test MAE {mine['mae_mean']:.5f} < champion's "
             + (f"{theirs['mae_mean']:.5f}" if theirs else "(champion failed to load)")

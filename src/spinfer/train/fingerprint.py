@@ -16,7 +16,8 @@ from spinfer.train.runs import data_paths
 
 #: the modules whose code decides a run's weights (beside its config and data)
 TRAINING_SOURCES = (
-    "train/loop.py", "models/networks.py", "train/runs.py", "data/dataset.py", "data/symmetry.py",
+    "train/loop.py", "train/batches.py", "models/networks.py", "train/runs.py",
+    "data/dataset.py", "data/symmetry.py",
     "data/noise.py", "data/microscope.py",  # train.fresh_noise draws the copies in training
 )  # fmt: skip
 
@@ -34,7 +35,16 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
     The number of epochs is left out on purpose: asking for more epochs continues a run.
     """
     train = dataclasses.asdict(params.train)
-    for key in ("loader_workers", "device", "out", "eval_out", "epochs", "tta", "ensemble"):
+    for key in (
+        "loader_workers",
+        "preload",
+        "device",
+        "out",
+        "eval_out",
+        "epochs",
+        "tta",
+        "ensemble",
+    ):
         train.pop(key)
     fresh = train.pop("fresh_noise") and data == "noisy"
     stores = data_paths(params, root)

@@ -48,6 +48,7 @@ from spinfer.models.networks import (
     save_atomic,
     split_output,
 )
+from spinfer.train.batches import DeviceBatches, should_preload
 from spinfer.train.distributed import Dist, init_group, pick_device
 from spinfer.train.fingerprint import fingerprint
 from spinfer.train.runs import (
@@ -350,8 +351,13 @@ def _train_one(params, model_name, data, root, paths, resume, progress, on_epoch
     if isinstance(train_ds, FreshNoiseDataset):  # a new noisy copy of every texture each epoch
         train_sampler = EpochItems(train_sampler)
     val_sampler = ShardSampler(val_ds, False, seed, dist.rank, dist.world)
-    train_loader = _loader(train_ds, params, train_sampler, device)
-    val_loader = _loader(val_ds, params, val_sampler, device)
+    if should_preload(params.train.preload, [train_ds, val_ds], device):
+        batch = params.train.batch_size
+        train_loader = DeviceBatches(train_ds, train_sampler, batch, device)
+        val_loader = DeviceBatches(val_ds, val_sampler, batch, device)
+    else:
+        train_loader = _loader(train_ds, params, train_sampler, device)
+        val_loader = _loader(val_ds, params, val_sampler, device)
     scheduler = make_scheduler(optimizer, params.train.lr_schedule, epochs * len(train_loader))
     if resumed is not None:  # after the scheduler, whose start resets the rates
         optimizer.load_state_dict(resumed["optimizer"])
