@@ -118,13 +118,16 @@ def main() -> None:
     args = ap.parse_args()
     stages = expand(yaml.safe_load(Path(args.dvc_yaml).read_text())["stages"])
     plan = upstream(stages, args.targets or [s.name for s in stages])
+    if args.dry_run:
+        for stage in plan:
+            print(f"{stage.name}: {stage.cmd}")
+        print(f"stages={len(plan)}")
+        return
     root = Path(args.dvc_yaml).resolve().parent
     seconds: dict[str, float] = {}
     failed = None
     for stage in plan:
         print(f"{stage.name}: {stage.cmd}", flush=True)
-        if args.dry_run:
-            continue
         for out in stage.outs:  # as dvc repro, which makes the outputs' folders
             (root / out).parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -134,9 +137,6 @@ def main() -> None:
         if rc != 0:
             failed = stage.name
             break
-    if args.dry_run:
-        print(f"stages={len(plan)}")
-        return
     width = max((len(n) for n in seconds), default=5)
     for name, s in seconds.items():
         print(f"{name:{width}s} {s:8.1f} s")
