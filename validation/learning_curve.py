@@ -6,7 +6,11 @@ test split), a network (``--model``, default resnet18, Gaussian head, beta-NLL w
 every symmetry of H as augmentation, AdamW 1e-3 one-cycle, batch ``--batch``) is trained on
 random subsets of the training textures (``--fractions``, at least 4 sizes) for ``--steps``
 steps each, scored on the whole test split at ``--evals`` step counts (log-spaced), and the
-best-validation weights give each size's final MAE. Per target:
+best-validation weights give each size's final MAE. Draws give out-of-plane textures the
+pipeline's ``train.out_of_plane_share`` of each batch. Per target, over all test textures and
+over the out-of-plane ones (mean |Sz| > 1/2: a uniform in-plane state is torque-free for
+every coupling, so its error stays at the prior's whatever the data, and a fit over all
+textures flattens towards that floor):
 
 * MAE ~ a N^-b over the sizes (least squares in log-log) and the N at which the fit reaches
   ``--goal`` (0.01 normalized: the paper's "most errors ~ 0.01");
@@ -36,13 +40,16 @@ import numpy as np
 import torch
 
 from spinfer.config import OPERATIONS, load_params
-from spinfer.data.dataset import open_dataset
+from spinfer.data.dataset import open_dataset, phase_weights
 from spinfer.data.symmetry import Augmenter
 from spinfer.data.targets import TARGET_NAMES
 from spinfer.models.networks import build_model, outputs_of
+from spinfer.train.evaluate import out_of_plane_images
 from spinfer.train.loop import lambda_offset, objective, split_output
 
 HEAD = "gaussian"
+#: the two test populations every MAE is given for: all textures, and the out-of-plane ones
+CLASSES = ("all", "out_of_plane")
 
 
 def load(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,8 +58,8 @@ def load(ds) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(xs), torch.stack(ys)
 
 
-def mae(net, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> np.ndarray:
-    """(3,) MAE of the network's means, normalized units."""
+def errors(net, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> np.ndarray:
+    """(N, 3) absolute errors of the network's means, normalized units."""
     net.eval()
     with torch.no_grad():
         out = [
@@ -60,15 +67,22 @@ def mae(net, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> np.ndarr
             for i in range(0, len(x), 256)
         ]
     net.train()
-    return (torch.cat(out) - y).abs().mean(0).numpy()
+    return (torch.cat(out) - y).abs().numpy()
+
+
+def class_maes(err: np.ndarray, out_of_plane: np.ndarray) -> dict[str, list[float] | None]:
+    """(3,) MAE over all textures and over the out-of-plane ones (None when there are none)."""
+    oop = err[out_of_plane].mean(0).tolist() if out_of_plane.any() else None
+    return {"all": err.mean(0).tolist(), "out_of_plane": oop}
 
 
 def train_size(args, data, n: int, device: torch.device, seed: int) -> dict:
     """Train on ``n`` random training textures; test MAE along the steps, best-val MAE."""
-    (xtr, ytr), (xva, yva), (xte, yte), offset = data
+    (xtr, ytr, oop_tr), (xva, yva), (xte, yte, oop_te), offset = data
     gen = np.random.default_rng(seed)
-    keep = torch.from_numpy(np.sort(gen.choice(len(xtr), n, replace=False)))
-    xtr, ytr = xtr[keep], ytr[keep]
+    keep = np.sort(gen.choice(len(xtr), n, replace=False))
+    xtr, ytr = xtr[torch.from_numpy(keep)], ytr[torch.from_numpy(keep)]
+    weights = phase_weights(oop_tr[keep], args.out_of_plane_share)
     torch.manual_seed(seed)
     net = build_model(args.model, args.cnn_width, 3, outputs_of(HEAD)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -80,7 +94,12 @@ def train_size(args, data, n: int, device: torch.device, seed: int) -> dict:
     curve, best, best_mae = [], math.inf, None
     batch = min(args.batch, n)
     for step in range(1, args.steps + 1):
-        idx = torch.from_numpy(gen.choice(n, batch, replace=False))
+        picks = (
+            gen.choice(n, batch, replace=False)
+            if weights is None
+            else gen.choice(n, batch, p=weights)  # with replacement, as the pipeline's sampler
+        )
+        idx = torch.from_numpy(picks)
         x, y = augment(xtr[idx], ytr[idx], gen)
         mean, log_var = split_output(net(x.to(device)).float(), HEAD)
         loss = objective(mean, log_var, y.to(device), beta=1.0)
@@ -89,12 +108,19 @@ def train_size(args, data, n: int, device: torch.device, seed: int) -> dict:
         opt.step()
         sched.step()
         if step in checkpoints:
-            test = mae(net, xte, yte, device)
-            val = float((mae(net, xva, yva, device) ** 2).mean())
-            curve.append({"step": step, "mae": test.tolist(), "val": val})
+            test = class_maes(errors(net, xte, yte, device), oop_te)
+            val = float((errors(net, xva, yva, device).mean(0) ** 2).mean())
+            curve.append({"step": step, "mae": test["all"],
+                          "mae_out_of_plane": test["out_of_plane"], "val": val})  # fmt: skip
             if val < best:
                 best, best_mae = val, test
-    return {"n": n, "curve": curve, "mae": best_mae.tolist()}
+    return {
+        "n": n,
+        "out_of_plane_trained": int(oop_tr[keep].sum()),
+        "curve": curve,
+        "mae": best_mae["all"],
+        "mae_out_of_plane": best_mae["out_of_plane"],
+    }
 
 
 def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -112,15 +138,18 @@ def needed(a: float, b: float, goal: float) -> float:
     return math.exp(exponent) if exponent < 700 else math.inf
 
 
-def fits(runs: list[dict], goal: float) -> dict:
+def fits(runs: list[dict], goal: float, key: str = "mae") -> dict:
+    """Per target: the power laws over the sizes and over the largest size's late steps of
+    the MAE under ``key`` (``mae``: all test textures; ``mae_out_of_plane``), and the
+    textures and steps at which they reach ``goal``."""
     sizes = np.array([r["n"] for r in runs], dtype=float)
     largest = runs[-1]["curve"]
     tail = largest[len(largest) // 2 :] if len(largest) >= 4 else largest
     steps = np.array([c["step"] for c in tail], dtype=float)
     out = {}
     for j, t in enumerate(TARGET_NAMES):
-        a, b = power_law(sizes, np.array([r["mae"][j] for r in runs]))
-        a_s, b_s = power_law(steps, np.array([c["mae"][j] for c in tail]))
+        a, b = power_law(sizes, np.array([r[key][j] for r in runs]))
+        a_s, b_s = power_law(steps, np.array([c[key][j] for c in tail]))
         out[t] = {
             "a": a, "b": b, "textures_needed": needed(a, b, goal),
             "a_steps": a_s, "b_steps": b_s, "steps_needed": needed(a_s, b_s, goal),
@@ -128,28 +157,45 @@ def fits(runs: list[dict], goal: float) -> dict:
     return out
 
 
+def _key(cls: str) -> str:
+    """The run and curve key of a test population's MAE."""
+    return "mae" if cls == "all" else f"mae_{cls}"
+
+
 def plot(doc: dict, path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    """MAE against N with the fits, over all test textures and over the out-of-plane ones,
+    and the mean MAE along the steps of every size."""
+    classes = [c for c in CLASSES if c in doc["fits"]]
+    fig, axes = plt.subplots(1, len(classes) + 1, figsize=(5 * (len(classes) + 1), 4))
     sizes = np.array([r["n"] for r in doc["runs"]], dtype=float)
     grid = np.geomspace(sizes.min(), max(sizes.max(), 1) * 4, 50)
-    for j, t in enumerate(TARGET_NAMES):
-        f = doc["fits"][t]
-        line = left.loglog(sizes, [r["mae"][j] for r in doc["runs"]], "o", label=t)[0]
-        left.loglog(grid, f["a"] * grid ** -f["b"], "--", color=line.get_color(), lw=1,
-                    label=f"{t} ~ N^-{f['b']:.2f}")  # fmt: skip
+    for ax, cls in zip(axes, classes, strict=False):
+        for j, t in enumerate(TARGET_NAMES):
+            f = doc["fits"][cls][t]
+            line = ax.loglog(sizes, [r[_key(cls)][j] for r in doc["runs"]], "o", label=t)[0]
+            ax.loglog(grid, f["a"] * grid ** -f["b"], "--", color=line.get_color(), lw=1,
+                      label=f"{t} ~ N^-{f['b']:.2f}")  # fmt: skip
+        ax.set_xlabel("training textures N")
+        ax.set_title(f"test textures: {cls.replace('_', ' ')}", fontsize=9)
+    right = axes[-1]
     for k, run in enumerate(doc["runs"]):
         steps = [c["step"] for c in run["curve"]]
-        mean = [float(np.mean(c["mae"])) for c in run["curve"]]
-        right.loglog(steps, mean, "-o", ms=3, alpha=0.4 + 0.6 * (k + 1) / len(doc["runs"]),
-                     label=f"N = {run['n']}")  # fmt: skip
-    for ax in (left, right):
+        alpha = 0.4 + 0.6 * (k + 1) / len(doc["runs"])
+        line = right.loglog(steps, [float(np.mean(c["mae"])) for c in run["curve"]], "-o",
+                            ms=3, alpha=alpha, label=f"N = {run['n']}")[0]  # fmt: skip
+        if run["mae_out_of_plane"] is not None:
+            oop = [float(np.mean(c["mae_out_of_plane"])) for c in run["curve"]]
+            right.loglog(steps, oop, ":s", ms=3, alpha=alpha, color=line.get_color())
+    right.set_xlabel("optimizer steps (mean over lambda, K, D; dotted: out of plane)")
+    for ax in axes:
         ax.axhline(doc["goal"], color="k", ls=":", lw=1, label=f"goal {doc['goal']}")
         ax.set_ylabel("test MAE at Ts = 0 (normalized)")
         ax.legend(fontsize=7)
-    left.set_xlabel("training textures N")
-    right.set_xlabel("optimizer steps (mean over lambda, K, D)")
-    fig.suptitle(f"{doc['model']}, {doc['steps']} steps per size, {doc['device']}, "
-                 f"profile {doc['profile']}", fontsize=9)  # fmt: skip
+    title = (
+        f"{doc['model']}, {doc['steps']} steps of batch {doc['batch']} per size, "
+        f"{doc['device']}, profile {doc['profile']}, {doc['date']}"
+    )
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -164,13 +210,18 @@ def log_to_mlflow(params, root: Path, doc: dict, figure: Path, data: Path) -> st
     experiment = setup_tracking(params, root)
     with mlflow.start_run(experiment_id=experiment, run_name="learning-curve") as run:
         mlflow.set_tags({"kind": "learning_curve", "profile": params.profile})
-        mlflow.log_params({"model": doc["model"], "steps": doc["steps"], "goal": doc["goal"],
+        mlflow.log_params({"model": doc["model"], "steps": doc["steps"], "batch": doc["batch"],
+                           "goal": doc["goal"], "out_of_plane_share": doc["out_of_plane_share"],
                            "sizes": ",".join(str(r["n"]) for r in doc["runs"])})  # fmt: skip
-        for r in doc["runs"]:
-            for j, t in enumerate(TARGET_NAMES):
-                mlflow.log_metric(f"mae_{t}_ts0", r["mae"][j], step=r["n"])
-        for t, f in doc["fits"].items():
-            mlflow.log_metrics({f"{k}_{t}": v for k, v in f.items() if math.isfinite(v)})
+        for cls in doc["fits"]:
+            suffix = "" if cls == "all" else f"_{cls}"
+            for r in doc["runs"]:
+                for j, t in enumerate(TARGET_NAMES):
+                    mlflow.log_metric(f"mae_{t}_ts0{suffix}", r[_key(cls)][j], step=r["n"])
+            for t, f in doc["fits"][cls].items():
+                mlflow.log_metrics(
+                    {f"{k}_{t}{suffix}": v for k, v in f.items() if math.isfinite(v)}
+                )
         mlflow.log_artifact(str(figure), artifact_path="figures")
         mlflow.log_artifact(str(data))
         return run.info.run_id
@@ -194,6 +245,7 @@ def main() -> None:
     if len(args.fractions) < 4 or not all(0 < f <= 1 for f in args.fractions):
         parser.error("--fractions needs at least 4 values in (0, 1]")
     params = load_params(args.root / args.params, args.set)
+    args.out_of_plane_share = params.train.out_of_plane_share
     root = args.root
     paths = {
         "textures": root / params.dataset.out,
@@ -203,31 +255,42 @@ def main() -> None:
     }
     train, val = open_dataset("train", "noisy", **paths), open_dataset("val", "noisy", **paths)
     test = open_dataset("test", 0.0, **paths)
-    data = (load(train), load(val), load(test), lambda_offset(train.scaler))
+    data = (
+        (*load(train), out_of_plane_images(train)),
+        load(val),
+        (*load(test), out_of_plane_images(test)),
+        lambda_offset(train.scaler),
+    )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
     sizes = sorted({max(2, round(f * len(train))) for f in args.fractions})
     runs = [train_size(args, data, n, device, params.base.seed + k) for k, n in enumerate(sizes)]
+    classes = [c for c in CLASSES if all(r[_key(c)] is not None for r in runs)]
     doc = {
-        "model": args.model, "steps": args.steps, "goal": args.goal, "profile": params.profile,
+        "model": args.model, "steps": args.steps, "batch": args.batch, "goal": args.goal,
+        "out_of_plane_share": args.out_of_plane_share, "profile": params.profile,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1),
-        "train_textures": len(train), "test_textures": len(test), "runs": runs,
-        "fits": fits(runs, args.goal),
+        "train_textures": len(train), "test_textures": len(test),
+        "test_out_of_plane": int(data[2][2].sum()), "runs": runs,
+        "fits": {c: fits(runs, args.goal, _key(c)) for c in classes},
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     data_path = args.out / "learning_curve.json"
     data_path.write_text(json.dumps(doc, indent=2) + "\n")
     figure = plot(doc, args.out / "learning_curve.png")
     run_id = log_to_mlflow(params, root, doc, figure, data_path)
-    for t, f in doc["fits"].items():
-        print(
-            f"{t}: MAE ~ {f['a']:.3g} N^-{f['b']:.2f} -> {args.goal} at N ~ "
-            f"{f['textures_needed']:.3g}; along the steps ~ s^-{f['b_steps']:.2f} -> "
-            f"{f['steps_needed']:.3g} steps"
-        )
-    keys = {f"textures_needed_{t}": f"{f['textures_needed']:.3g}" for t, f in doc["fits"].items()}
-    keys |= {f"steps_needed_{t}": f"{f['steps_needed']:.3g}" for t, f in doc["fits"].items()}
+    keys = {}
+    for cls, per_target in doc["fits"].items():
+        suffix = "" if cls == "all" else f"_{cls}"
+        for t, f in per_target.items():
+            print(
+                f"{t} ({cls.replace('_', ' ')}): MAE ~ {f['a']:.3g} N^-{f['b']:.2f} -> "
+                f"{args.goal} at N ~ {f['textures_needed']:.3g}; along the steps "
+                f"~ s^-{f['b_steps']:.2f} -> {f['steps_needed']:.3g} steps"
+            )
+            keys[f"textures_needed_{t}{suffix}"] = f"{f['textures_needed']:.3g}"
+            keys[f"steps_needed_{t}{suffix}"] = f"{f['steps_needed']:.3g}"
     print(" ".join(f"{k}={v}" for k, v in {**keys, "run_id": run_id}.items()))
 
 

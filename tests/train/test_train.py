@@ -444,4 +444,13 @@ def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
         assert doc[f"ratio_{name}"] == pytest.approx(
             doc[f"mae_{name}_torch"] / doc[f"mae_{name}_numba"]
         )
+    assert 0 <= doc["n_out_of_plane"] <= 6 and 0 <= doc["same_phase"] <= 1
+    for name in ("lambda", "K", "D"):  # the out-of-plane ratios: the same errors, subset
+        ratio = doc[f"ratio_{name}_out_of_plane"]
+        if doc["n_out_of_plane"] == 0:
+            assert ratio is None
+        else:
+            assert ratio == pytest.approx(
+                doc[f"mae_{name}_torch_out_of_plane"] / doc[f"mae_{name}_numba_out_of_plane"]
+            )
     assert "ratio_D=" in run.stdout.strip().splitlines()[-1]
