@@ -7,10 +7,12 @@ whole dipolar field after every accepted move. Targets on 2 cores: >= 15 M updat
 >= 50x the baseline per sweep, <= 1 s per texture.
 
 torch engine (batched checkerboard): updates per second and seconds per texture on the CPU
-cores, and on the GPU when torch sees one. On the GPU it also anneals ``--gpu-textures``
-(default 2,000) textures with the paper profile's schedule in one batch and extrapolates
-the paper's 80,000; targets on one H100/H200: >= 5e9 updates/s (stretch 1e10), 80,000
-textures in <= 10 minutes. Last line: key=value pairs.
+cores, and on the GPU when torch sees one, there with the fused Triton half-sweep and with
+the eager torch one (the baseline, measured in the same run: same textures, the ratio is
+the fusion's gain). On the GPU it also anneals ``--gpu-textures`` (default 2,000) textures
+with the paper profile's schedule in one batch and extrapolates the paper's 80,000; targets
+on one H100/H200: >= 5e9 updates/s (stretch 1e10), 80,000 textures in <= 10 minutes. Last
+line: key=value pairs.
 
     python benchmarks/mc_speed.py [--cpu-batch 16] [--gpu-textures 2000] [--gpu-only]
 """
@@ -29,7 +31,7 @@ from spinfer.physics.anneal import Schedule, anneal, rng_state
 from spinfer.physics.dipolar import dipolar_kernel
 from spinfer.physics.energy import Hamiltonian
 from spinfer.physics.montecarlo import exact_metropolis_sweep, metropolis_sweep, random_spins
-from spinfer.physics.torch_engine import _Lattices, anneal_batch
+from spinfer.physics.torch_engine import _Lattices, anneal_batch, resolve_kernels
 
 L = 100
 D = 0.1
@@ -75,9 +77,11 @@ def exact_sweeps(n: int, beta: float = 2.0) -> float:
     return (time.perf_counter() - start) / n
 
 
-def torch_sweeps(device: torch.device, batch: int, n: int) -> float:
+def torch_sweeps(device: torch.device, batch: int, n: int, kernels: str = "torch") -> float:
     """Spin updates per second of the torch engine's sweep on ``batch`` lattices."""
-    lat = _Lattices([HAM] * batch, (L, L), list(range(batch)), None, device)
+    lat = _Lattices([HAM] * batch, (L, L), list(range(batch)), None, device, kernels)
+    if lat.kernels != kernels:
+        return float("nan")  # the fused kernels did not build here (warned)
     beta = torch.full((batch, 1), 2.0, device=device)
     cone = torch.full((batch, 1), 0.5, device=device)
 
@@ -128,10 +132,18 @@ def main() -> None:
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
         paper = load_params("params.yaml", ["profile=paper"]).schedule
-        rates = {b: torch_sweeps(gpu, b, 20) for b in (256, 1024, 2048, 4096)}
-        best = max(rates, key=rates.get)
+        kernels = resolve_kernels("auto", gpu)
+        batches = (256, 1024, 2048, 4096, 8192)
+        eager = {b: torch_sweeps(gpu, b, 20) for b in batches[:4]}
+        rates = {b: torch_sweeps(gpu, b, 20, kernels) for b in batches}
+        best = max(rates, key=lambda b: np.nan_to_num(rates[b]))
         for b, r in rates.items():
-            print(f"torch engine, {torch.cuda.get_device_name()}: batch {b}: {r:.3e} updates/s")
+            print(
+                f"torch engine, {torch.cuda.get_device_name()}: batch {b}: {r:.3e} updates/s "
+                f"({kernels}); eager {eager.get(b, float('nan')):.3e}"
+            )
+        best_eager = max(eager.values())
+        print(f"{kernels} / eager, best batch each: {rates[best] / best_eager:.1f}x")
         per_texture = torch_textures(gpu, args.gpu_textures, paper)
         paper_minutes = 80_000 * per_texture / 60
         print(
@@ -140,7 +152,10 @@ def main() -> None:
         )
         keys |= {
             "torch_gpu_updates_per_s": f"{rates[best]:.3e}",
+            "torch_gpu_kernels": kernels,
             "torch_gpu_best_batch": best,
+            "torch_gpu_eager_updates_per_s": f"{best_eager:.3e}",
+            "fused_over_eager": f"{rates[best] / best_eager:.2f}",
             "torch_gpu_ms_per_paper_texture": f"{per_texture * 1e3:.2f}",
             "paper_80k_minutes": f"{paper_minutes:.1f}",
         }

@@ -69,6 +69,7 @@ def test_override_is_applied_last(repo_params):
         ({"dataset": {"dtype": "int8"}}, "dataset.dtype"),
         ({"dataset": {"workers": 0}}, "dataset.workers"),
         ({"dataset": {"scheduler": "localhost"}}, "dataset.scheduler"),
+        ({"dataset": {"kernels": "cuda"}}, "dataset.kernels"),
         ({"noise": {"amplitude": [0.5, 0.2]}}, "noise.amplitude"),
         ({"noise": {"test_levels": []}}, "noise.test_levels"),
         ({"noise": {"test_levels": [0.1, 0.1]}}, "noise.test_levels"),

@@ -2,6 +2,9 @@
 
 What the CPU tests cannot show, in one short run on a CUDA host (prints, then key=value):
 
+0. **Fused kernels.** The same textures with the fused Triton half-sweep and with the eager
+   torch one: identical, as the CPU tests show through Triton's interpreter? Reports the
+   largest difference (the rest of the check runs what ``auto`` picks: the fused kernels).
 1. **Determinism on CUDA.** The same textures annealed twice, alone and inside batches of
    different sizes and orders: identical? (On the CPU the engine is bit-identical whatever
    the batch; on CUDA the batched FFT may round differently per batch size. A generated
@@ -31,7 +34,7 @@ from spinfer.config import load_params
 from spinfer.data.grid import parameter_grid, resolve_kshape_factor
 from spinfer.physics.anneal import anneal
 from spinfer.physics.energy import Hamiltonian, energy_terms
-from spinfer.physics.torch_engine import anneal_batch
+from spinfer.physics.torch_engine import anneal_batch, resolve_kernels
 
 L = 100
 
@@ -61,10 +64,20 @@ def main() -> None:
     device = torch.cuda.get_device_name()
     keys: dict[str, object] = {"device": device.replace(" ", "_")}
 
-    # 1. determinism: 6 textures alone, in one batch, in a shuffled batch with others
+    # 0. the fused kernels against the eager path, on CUDA
     hams = couplings(12, seed=1)
     seeds = list(range(100, 112))
     short = dataclasses.replace(schedule, sweeps=100, minimize_steps=200)
+    kernels = resolve_kernels("auto", torch.device("cuda"))
+    eager = anneal_batch(hams, (L, L), short, seeds, device="cuda", kernels="torch")
+    fused = anneal_batch(hams, (L, L), short, seeds, device="cuda", kernels=kernels)
+    diff_fused = max(
+        float(np.abs(a.spins - b.spins).max()) for a, b in zip(eager, fused, strict=True)
+    )
+    print(f"{kernels} kernels vs eager torch on {device}: {diff_fused:.2e} (0: bit-identical)")
+    keys |= {"kernels": kernels, "diff_fused_vs_eager": diff_fused}
+
+    # 1. determinism: 6 textures alone, in one batch, in a shuffled batch with others
     alone = [anneal_batch([h], (L, L), short, [s], device="cuda")[0].spins for h, s in
              zip(hams[:6], seeds[:6], strict=True)]  # fmt: skip
     batch = anneal_batch(hams, (L, L), short, seeds, device="cuda")

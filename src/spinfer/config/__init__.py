@@ -30,6 +30,7 @@ from spinfer.config.loading import (
 )
 from spinfer.config.sections import (
     ENGINE_DEVICES,
+    ENGINE_KERNELS,
     ENGINES,
     HEADS,
     INVARIANT,
@@ -56,9 +57,9 @@ from spinfer.config.sections import (
 )
 
 __all__ = [
-    "ENGINES", "ENGINE_DEVICES", "HEADS", "INVARIANT", "KSHAPE_NAMES", "LABEL_CHANGING",
-    "LR_SCHEDULES", "MODEL_NAMES", "OPERATIONS", "SECTIONS", "STORAGE_DTYPES", "TRAINING_DATA",
-    "BaseParams", "DatasetParams",
+    "ENGINES", "ENGINE_DEVICES", "ENGINE_KERNELS", "HEADS", "INVARIANT", "KSHAPE_NAMES",
+    "LABEL_CHANGING", "LR_SCHEDULES", "MODEL_NAMES", "OPERATIONS", "SECTIONS", "STORAGE_DTYPES",
+    "TRAINING_DATA", "BaseParams", "DatasetParams",
     "ExternalParams", "NoiseParams", "Params", "PhysicsParams", "PreviewParams", "RangeParams",
     "SpleemParams", "TrackingParams", "TrainParams", "TuneParams", "load_params",
     "params_from_dict", "resolved_yaml", "to_dict", "to_plain",

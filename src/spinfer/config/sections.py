@@ -93,6 +93,7 @@ class PreviewParams:
 ENGINES = ("numba", "torch")
 
 ENGINE_DEVICES = ("auto", "cpu", "cuda")
+ENGINE_KERNELS = ("auto", "triton", "torch")
 
 STORAGE_DTYPES = ("float16", "float32", "float64")
 
@@ -111,6 +112,9 @@ class DatasetParams:
     checkerboard Metropolis, ``physics.torch_engine``) on ``device`` (auto: CUDA when
     present), ``batch`` lattices at a time (null: a whole shard). A shard is the unit of
     batching, so with either engine the store does not depend on the number of workers.
+    ``kernels``: the torch engine's half-sweep as fused Triton kernels (``triton``), as eager
+    torch operations (``torch``), or ``auto`` (triton where Triton runs: CUDA); the same
+    arithmetic either way, triton the faster.
     """
 
     sets: int = 40
@@ -124,6 +128,7 @@ class DatasetParams:
     engine: str = "numba"
     device: str = "auto"
     batch: int | None = None
+    kernels: str = "auto"
 
     def check(self) -> None:
         """Raise ConfigError naming the first invalid value."""
@@ -156,6 +161,10 @@ class DatasetParams:
             )
         if self.batch is not None and self.batch < 1:
             raise ConfigError(f"dataset.batch must be >= 1 or null, got {self.batch}")
+        if self.kernels not in ENGINE_KERNELS:
+            raise ConfigError(
+                f"dataset.kernels must be {', '.join(ENGINE_KERNELS)}, got {self.kernels!r}"
+            )
 
 
 @dataclass(frozen=True)

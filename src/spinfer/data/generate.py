@@ -164,7 +164,7 @@ SIMULATION_SOURCES = (
     "montecarlo.py",
 )
 #: What each annealing engine adds to them (imported by the worker only when it is used).
-ENGINE_SOURCES = {"numba": (), "torch": ("torch_engine.py",)}
+ENGINE_SOURCES = {"numba": (), "torch": ("torch_engine.py", "triton_kernels.py")}
 #: Per-texture diagnostics a finished store holds beside the spins: energy per spin, Monte
 #: Carlo acceptance, max |S x H_eff| of the final texture (J), minimisation steps, mean |Sz|.
 DIAGNOSTICS = ("energy_per_spin", "acceptance", "max_torque", "minimize_steps", "mean_abs_sz")
@@ -178,20 +178,23 @@ def simulation_source_hash(engine: str = "numba") -> str:
 
 def engine_record(params: Params) -> dict[str, Any] | None:
     """How the textures are annealed, when not by the reference numba engine: the torch
-    engine's name, device kind (``auto`` resolved here) and batch. A store without this
-    record was annealed by numba, so numba stores keep the identity they always had."""
+    engine's name, device kind and kernels (``auto`` resolved here) and batch. A store
+    without this record was annealed by numba, so numba stores keep the identity they
+    always had."""
     ds = params.dataset
     if ds.engine == "numba":
         return None
-    from spinfer.physics.torch_engine import resolve_device
+    from spinfer.physics.torch_engine import resolve_device, resolve_kernels
 
-    return {"name": ds.engine, "device": resolve_device(ds.device).type, "batch": ds.batch}
+    device = resolve_device(ds.device)
+    kernels = resolve_kernels(ds.kernels, device)
+    return {"name": ds.engine, "device": device.type, "kernels": kernels, "batch": ds.batch}
 
 
 def fingerprint(params: Params) -> str:
     """Hash of everything that decides the store's bytes (not workers, not paths)."""
     ds = dataclasses.asdict(params.dataset)
-    for key in ("workers", "scheduler", "out", "engine", "device", "batch"):
+    for key in ("workers", "scheduler", "out", "engine", "device", "batch", "kernels"):
         ds.pop(key)
     ds.pop("split")  # the split is a later stage
     what = {
@@ -308,8 +311,17 @@ def _anneal_shard(task: ShardTask, hams: list[Hamiltonian]) -> list[AnnealResult
     from spinfer.physics.torch_engine import anneal_batch
 
     seeds = [int(s) for s in task.seeds]
-    device, batch = task.engine["device"], task.engine["batch"]
-    return anneal_batch(hams, shape, schedule, seeds, task.images, device, batch)
+    engine = task.engine
+    return anneal_batch(
+        hams,
+        shape,
+        schedule,
+        seeds,
+        task.images,
+        engine["device"],
+        engine["batch"],
+        kernels=engine.get("kernels", "auto"),
+    )
 
 
 def _caught(function, *args) -> tuple[Any, list[str]]:

@@ -29,6 +29,7 @@ float64; energies for the store come from ``energy.energy_terms`` (float64) afte
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from spinfer.physics.minimize import LBFGS_FIRST_STEP, LBFGS_MAX_ANGLE, LBFGS_ME
 from spinfer.physics.montecarlo import random_spins
 
 DEVICES = ("auto", "cpu", "cuda")
+KERNELS = ("auto", "triton", "torch")
 _STREAM_KEY = 0x70C4  # spawn key of the engine's random stream under the texture's seed
 _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -74,6 +76,33 @@ def resolve_device(name: str) -> torch.device:
             "CUDA device; use dataset.device: auto or cpu"
         )
     return torch.device(name)
+
+
+def _triton_missing(device: torch.device) -> str | None:
+    """Why the fused Triton kernels cannot run on ``device`` (None: they can)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed"
+    if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    return f"the Triton kernels run on CUDA (or under TRITON_INTERPRET=1), not on {device.type}"
+
+
+def resolve_kernels(name: str, device: torch.device) -> str:
+    """The half-sweep's implementation: ``triton`` (fused kernels, ``triton_kernels``) or
+    ``torch`` (eager). ``auto`` takes triton where it can run (CUDA with Triton installed).
+    Both are the same arithmetic, so they anneal the same textures; triton is the faster."""
+    if name not in KERNELS:
+        raise InputError(f"unknown kernels {name!r} for the torch engine (known: {KERNELS})")
+    if name == "torch":
+        return "torch"
+    missing = _triton_missing(device)
+    if missing is None:
+        return "triton"
+    if name == "triton":
+        raise InputError(f"dataset.kernels: triton was asked for but {missing}; use auto or torch")
+    return "torch"
 
 
 # --- counter-based random numbers -------------------------------------------------------
@@ -105,7 +134,7 @@ class _Stream:
     """Uniform float32 numbers in [0, 1) per (lattice, draw, site) of one sublattice."""
 
     def __init__(self, keys: torch.Tensor, sites: Sequence[torch.Tensor]) -> None:
-        self.k1 = keys[:, 1:2]  # (B, 1)
+        self.k1 = keys[:, 1:2].contiguous()  # (B, 1)
         # per-lattice site table of each sublattice: mix(site ^ k0)
         self.table = [_mix32(s[None, :] ^ keys[:, 0:1]) for s in sites]
 
@@ -120,9 +149,12 @@ class _Stream:
 # CPU kernels compute the tail of a tensor (and of each thread's chunk) with scalar code, the
 # rest with SIMD code; the two agree bit for bit only for correctly rounded operations
 # (+ - * / sqrt). Transcendental functions (exp, sin, cos) and float reductions would make a
-# texture depend on its position in the batch, so the engine builds them from those.
+# texture depend on its position in the batch, so the engine builds them from those. The
+# same discipline makes the eager path and the fused Triton kernels (``triton_kernels``) one
+# arithmetic: every float32 operation correctly rounded, in a fixed order, and no division by
+# a scalar (CUDA multiplies by its reciprocal, the CPU divides).
 
-_LN2 = math.log(2.0)
+_INV_LN2 = 1.0 / math.log(2.0)
 _LN2_HI, _LN2_LO = 0.693145751953125, 1.428606765330187e-06  # Cody-Waite: k * hi is exact
 _EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(8))  # |r| <= ln2/2: error < 1e-8
 _PI_2 = math.pi / 2.0
@@ -133,15 +165,23 @@ def _dot3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
 
 
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root on every device: CUDA's float32 sqrt is; the CPU's is
+    not (about a fifth of its results are one unit off), so there it goes through float64."""
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        return torch.sqrt(x.double()).float()
+    return torch.sqrt(x)
+
+
 def _normalize(v: torch.Tensor) -> torch.Tensor:
     """v / |v| along axis 1 (|v| > 0)."""
-    return v / torch.sqrt(_dot3(v, v)).unsqueeze(1)
+    return v / _sqrt(_dot3(v, v)).unsqueeze(1)
 
 
 def _exp_nonpositive(x: torch.Tensor) -> torch.Tensor:
     """exp(x) for x <= 0 in float32 from + - * only: 2**k exp(r), |r| <= ln2 / 2."""
     x = torch.clamp(x, min=-87.0)
-    k = torch.round(x / _LN2)
+    k = torch.round(x * _INV_LN2)
     r = (x - k * _LN2_HI) - k * _LN2_LO
     poly = torch.full_like(r, _EXP_TAYLOR[-1])
     for c in reversed(_EXP_TAYLOR[:-1]):
@@ -204,9 +244,11 @@ def local_field(spins: torch.Tensor, exchange: torch.Tensor, dmi: torch.Tensor) 
 class _Dipolar:
     """The periodic (or block) dipolar kernel's spectrum on the device; field per unit D."""
 
-    def __init__(self, shape: tuple[int, int], images: int | None, device: torch.device):
+    def __init__(
+        self, shape: tuple[int, int], images: int | None, device: torch.device, fused: bool
+    ):
         kernel = dipolar_kernel(shape[0], shape[1], images)
-        self.shape = shape
+        self.shape, self.fused = shape, fused
         self.padded = kernel.real.shape[1:]
         self.spectrum = torch.from_numpy(np.array(kernel.spectrum32)).to(device)
         self.self_term = [float(v) for v in kernel.self_term]  # xx, yy, xy, zz
@@ -227,6 +269,11 @@ class _Dipolar:
 
     def _field(self, spins: torch.Tensor) -> torch.Tensor:
         sk = torch.fft.rfft2(spins, s=self.padded)
+        if self.fused:
+            from spinfer.physics.triton_kernels import spectrum_product
+
+            h = torch.fft.irfft2(spectrum_product(sk, self.spectrum), s=self.padded)
+            return h[:, :, : self.shape[0], : self.shape[1]]
         re, im = sk.real, sk.imag  # complex products written out: SIMD and scalar agree
         gr, gi = self.spectrum.real, self.spectrum.imag
 
@@ -295,6 +342,7 @@ class _Lattices:
         seeds: Sequence[int],
         images: int | None,
         device: torch.device,
+        kernels: str = "torch",
     ) -> None:
         lx, ly = shape
         self.shape, self.device, self.n_sites = shape, device, lx * ly
@@ -310,12 +358,15 @@ class _Lattices:
             column([h.anisotropy for h in hams]),
             column([h.dipolar for h in hams]),
         )
-        self.dipolar = _Dipolar(shape, images, device)
+        self.kernels = kernels
+        self.dipolar = _Dipolar(shape, images, device, fused=kernels == "triton")
         flat = torch.arange(lx * ly, device=device)
         parity = ((flat // ly) + (flat % ly)) % 2
         self.sites = [flat[parity == p] for p in (0, 1)]
         keys = torch.tensor([stream_keys(int(s)) for s in seeds], dtype=torch.int64)
         self.stream = _Stream(keys.to(device), self.sites)
+        if kernels == "triton":
+            self._build_fused()
 
     def field(self, spins: torch.Tensor, c: _Couplings, anisotropy: bool) -> torch.Tensor:
         """-dH/dS of (B, 3, Lx, Ly) spins: exchange, DMI, D * dipolar (and 2 K Sz ez)."""
@@ -339,11 +390,11 @@ class _Lattices:
         u2 = self.stream.uniform(3 * draw + 1, parity, n)
         u3 = self.stream.uniform(3 * draw + 2, parity, n)
         z = 1.0 - 2.0 * u1
-        r = torch.sqrt(torch.clamp(1.0 - z * z, min=0.0))
+        r = _sqrt(torch.clamp(1.0 - z * z, min=0.0))
         cos, sin = _circle(u2)
         v = torch.stack((r * cos, r * sin, z), dim=1)
         new = old + cone[:, :, None] * v
-        norm = torch.sqrt(_dot3(new, new))
+        norm = _sqrt(_dot3(new, new))
         new = new / torch.clamp(norm, min=1e-30).unsqueeze(1)
         de = delta_energy(old, new, h, c.anisotropy, c.dipolar, self.dipolar.self_term)
         uphill = torch.clamp(-beta * de, max=0.0)
@@ -354,9 +405,55 @@ class _Lattices:
         self, n: int, parity: int, beta: torch.Tensor, cone: torch.Tensor, draw: int
     ) -> torch.Tensor:
         """Metropolis on sublattice ``parity`` of the first ``n`` lattices; accepted counts."""
+        if self.kernels == "triton":
+            return self._fused_half_sweep(n, parity, beta, cone, draw)
         old, new, _, ok = self.proposals(n, parity, beta, cone, draw)
         self.spins[:n].flatten(2)[:, :, self.sites[parity]] = torch.where(ok[:, None], new, old)
         return ok.sum(dim=1)
+
+    def _fused_half_sweep(
+        self, n: int, parity: int, beta: torch.Tensor, cone: torch.Tensor, draw: int
+    ) -> torch.Tensor:
+        """``half_sweep`` in two Triton kernels (dipolar spectrum, then the moves)."""
+        from spinfer.physics.triton_kernels import metropolis_half_sweep
+
+        spins = self.spins[:n]
+        c = self.couplings
+        return metropolis_half_sweep(
+            spins,
+            self.dipolar.field(spins),
+            self.sites[parity],
+            self.stream.table[parity],
+            self.stream.k1,
+            (c.exchange, c.dmi, c.anisotropy, c.dipolar),
+            beta,
+            cone,
+            tuple(_mul32(3 * draw + k + 1, _GOLDEN) for k in range(3)),
+            tuple(self.dipolar.self_term),
+        )
+
+    def _build_fused(self) -> None:
+        """Compile the Triton kernels on a scratch copy of one lattice (nothing of the batch
+        moves). A host where they do not build (no C compiler, an unsupported GPU) anneals
+        with the eager path, with a warning: the textures are the same."""
+        saved = self.spins
+        try:
+            self.spins = saved[:1].clone()
+            zero = torch.zeros((1, 1), dtype=torch.float32, device=self.device)
+            for parity in (0, 1):
+                self._fused_half_sweep(1, parity, zero, zero + 1.0, 0)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # a compiler's or driver's error, of any type
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            warnings.warn(
+                f"the Triton kernels did not build on {self.device} ({reason}); "
+                "annealing with the eager torch path (the same textures, slower)",
+                stacklevel=3,
+            )
+            self.kernels, self.dipolar.fused = "torch", False
+        finally:
+            self.spins = saved
 
     def relax_half_sweep(self, rows: torch.Tensor, parity: int) -> torch.Tensor:
         """T = 0 half-sweep of lattices ``rows``: turn each spin to its local field when
@@ -369,7 +466,7 @@ class _Lattices:
         old, h = flat[:, :, idx], flat_field[:, :, idx]
         target = h.clone()
         target[:, 2] += 2.0 * c.anisotropy * old[:, 2]
-        norm = torch.sqrt(_dot3(target, target))
+        norm = _sqrt(_dot3(target, target))
         new = target / torch.clamp(norm, min=1e-30).unsqueeze(1)
         de = delta_energy(old, new, h, c.anisotropy, c.dipolar, self.dipolar.self_term)
         ok = (de < 0.0) & (norm > 0.0)
@@ -578,9 +675,10 @@ def _anneal_group(
     images: int | None,
     device: torch.device,
     progress: Callable[[int], None] | None,
+    kernels: str = "torch",
 ) -> list[AnnealResult]:
     """Anneal one batch whose lattices are ordered by decreasing sweeps."""
-    lat = _Lattices(hams, shape, seeds, images, device)
+    lat = _Lattices(hams, shape, seeds, images, device, kernels)
     b = len(hams)
     sweeps = [s.sweeps for s in schedules]
     longest = max(sweeps)
@@ -655,6 +753,7 @@ def anneal_batch(
     device: str | torch.device = "auto",
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
+    kernels: str = "auto",
 ) -> list[AnnealResult]:
     """Anneal one texture per (Hamiltonian, seed) on the torch engine; results in input order.
 
@@ -673,6 +772,9 @@ def anneal_batch(
         On CUDA a batch larger than the free memory holds is split, with a warning.
     progress
         Called with 1 after every sweep of a group.
+    kernels
+        ``auto``, ``triton`` or ``torch`` (``resolve_kernels``): the same textures, at the
+        fused kernels' speed where Triton runs.
     """
     lx, ly = shape
     if min(lx, ly) < MIN_SIZE:
@@ -682,6 +784,7 @@ def anneal_batch(
     if not hams:
         return []
     dev = device if isinstance(device, torch.device) else resolve_device(device)
+    kernels = resolve_kernels(kernels, dev)
     size = len(hams) if batch is None else batch
     if size < 1:
         raise InputError(f"batch must be >= 1, got {size}")
@@ -707,6 +810,7 @@ def anneal_batch(
                 images,
                 dev,
                 progress,
+                kernels,
             )
         except torch.OutOfMemoryError:
             raise InputError(
