@@ -129,6 +129,11 @@ def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(math.exp(intercept)), float(-slope)
 
 
+def law(var: str, b: float) -> str:
+    """``var^-b`` as text, a rising fit (b < 0) as ``var^+|b|``."""
+    return f"{var}^{-b:+.2f}"
+
+
 def needed(a: float, b: float, goal: float) -> float:
     """x at which a x^-b reaches ``goal`` (inf when the fit does not decrease, or so slowly
     that the answer overflows a float)."""
@@ -174,7 +179,7 @@ def plot(doc: dict, path: Path) -> Path:
             f = doc["fits"][cls][t]
             line = ax.loglog(sizes, [r[_key(cls)][j] for r in doc["runs"]], "o", label=t)[0]
             ax.loglog(grid, f["a"] * grid ** -f["b"], "--", color=line.get_color(), lw=1,
-                      label=f"{t} ~ N^-{f['b']:.2f}")  # fmt: skip
+                      label=f"{t} ~ {law('N', f['b'])}")  # fmt: skip
         ax.set_xlabel("training textures N")
         ax.set_title(f"test textures: {cls.replace('_', ' ')}", fontsize=9)
     right = axes[-1]
@@ -285,9 +290,9 @@ def main() -> None:
         suffix = "" if cls == "all" else f"_{cls}"
         for t, f in per_target.items():
             print(
-                f"{t} ({cls.replace('_', ' ')}): MAE ~ {f['a']:.3g} N^-{f['b']:.2f} -> "
+                f"{t} ({cls.replace('_', ' ')}): MAE ~ {f['a']:.3g} {law('N', f['b'])} -> "
                 f"{args.goal} at N ~ {f['textures_needed']:.3g}; along the steps "
-                f"~ s^-{f['b_steps']:.2f} -> {f['steps_needed']:.3g} steps"
+                f"~ {law('s', f['b_steps'])} -> {f['steps_needed']:.3g} steps"
             )
             keys[f"textures_needed_{t}{suffix}"] = f"{f['textures_needed']:.3g}"
             keys[f"steps_needed_{t}{suffix}"] = f"{f['steps_needed']:.3g}"

@@ -69,6 +69,7 @@ def test_the_data_needed_is_infinite_for_a_flat_fit_and_never_overflows():
     assert math.isclose(curve.needed(0.2, 0.5, 0.01), 400.0)  # (0.2 / 0.01) ** 2
     assert curve.needed(0.2, 0.0, 0.01) == math.inf and curve.needed(0.2, -0.1, 0.01) == math.inf
     assert curve.needed(0.2, 1e-5, 0.01) == math.inf  # 20 ** 1e5 overflows a float
+    assert curve.law("N", 0.78) == "N^-0.78" and curve.law("N", -0.01) == "N^+0.01"
 
 
 def test_class_maes_split_the_same_errors_by_phase():
