@@ -91,8 +91,8 @@ def _signatures() -> dict[str, tuple]:
     )
     pointers |= {"sites": "*i64", "table": "*i64", "k1": "*i64", "accepted": "*i32"}
     sweep = {f"{name}_ptr": t for name, t in pointers.items()}
-    ints = "s_b s_c s_x s_y f_b f_c f_x f_y table_b beta_b lx ly m offset1 offset2 offset3"
-    sweep |= dict.fromkeys(ints.split(), "i32") | {"offset3": "i64"}
+    ints = "s_b s_c s_x s_y f_b f_c f_x f_y table_b beta_b lx ly m draw"
+    sweep |= dict.fromkeys(ints.split(), "i32")
     sweep |= dict.fromkeys(("gxx", "gyy", "gxy2", "gzz"), "fp32")
     spectrum = dict.fromkeys(("sk_ptr", "g_ptr", "out_ptr"), "*fp32")
     spectrum |= dict.fromkeys(("s_b", "s_c", "g_c", "o_b", "o_c", "modes"), "i32")

@@ -428,7 +428,7 @@ class _Lattices:
             (c.exchange, c.dmi, c.anisotropy, c.dipolar),
             beta,
             cone,
-            tuple(_mul32(3 * draw + k + 1, _GOLDEN) for k in range(3)),
+            draw,
             tuple(self.dipolar.self_term),
         )
 

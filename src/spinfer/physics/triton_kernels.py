@@ -33,6 +33,7 @@ _LN2_HI = tl.constexpr(0.693145751953125)
 _LN2_LO = tl.constexpr(1.428606765330187e-06)
 _RINT = tl.constexpr(12582912.0)  # 1.5 * 2**23: (y + _RINT) - _RINT rounds |y| < 2**22 to even
 _TO_UNIT = tl.constexpr(2.0**-24)
+_GOLDEN = tl.constexpr(0x9E3779B9)
 _PI_2 = tl.constexpr(math.pi / 2.0)
 _PI_4 = tl.constexpr(math.pi / 4.0)
 _SQRT_HALF = tl.constexpr(math.sqrt(0.5))
@@ -54,8 +55,10 @@ def _mix32(x):
 
 
 @triton.jit
-def _uniform(table, k1, offset):
-    """``_Stream.uniform``: the site's table word plus the draw's counter, hashed."""
+def _uniform(table, k1, draw):
+    """``_Stream.uniform`` of the ``draw``-th numbers (int64): the site's table word plus
+    the draw's counter, hashed."""
+    offset = ((draw + 1) * _GOLDEN) & 0xFFFFFFFF
     counter = _mix32(((k1 + offset) & 0xFFFFFFFF).to(tl.uint32))
     x = _mix32(table + counter)
     return (x >> 8).to(tl.float32) * _TO_UNIT
@@ -117,7 +120,7 @@ def _at(base, c, x, y, sc, sx, sy, mask):
     return tl.load(base + c * sc + x * sx + y * sy, mask=mask, other=0.0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["draw", "beta_b"])  # one compiled kernel for every sweep
 def _metropolis_kernel(
     spins_ptr,
     dip_ptr,
@@ -144,9 +147,7 @@ def _metropolis_kernel(
     lx,
     ly,
     m,
-    offset1,
-    offset2,
-    offset3,
+    draw,
     gxx,
     gyy,
     gxy2,
@@ -193,9 +194,10 @@ def _metropolis_kernel(
     # the proposal: S' = normalize(S + cone v), v uniform on the sphere
     k1 = tl.load(k1_ptr + b)
     word = tl.load(table_ptr + b * table_b + j, mask=live, other=0).to(tl.uint32)
-    u1 = _uniform(word, k1, offset1)
-    u2 = _uniform(word, k1, offset2)
-    u3 = _uniform(word, k1, offset3)
+    first = draw.to(tl.int64) * 3
+    u1 = _uniform(word, k1, first)
+    u2 = _uniform(word, k1, first + 1)
+    u3 = _uniform(word, k1, first + 2)
     z = 1.0 - 2.0 * u1
     r = tl.sqrt_rn(tl.maximum(1.0 - z * z, 0.0))
     cos, sin = _circle(u2)
@@ -293,7 +295,7 @@ def metropolis_half_sweep(
     couplings: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     beta: torch.Tensor,
     cone: torch.Tensor,
-    offsets: tuple[int, int, int],
+    draw: int,
     self_term: tuple[float, float, float, float],
 ) -> torch.Tensor:
     """Metropolis on one sublattice of the (n, 3, Lx, Ly) ``spins`` (updated in place);
@@ -302,7 +304,8 @@ def metropolis_half_sweep(
     ``dipolar_field`` is the dipolar field per unit D of ``spins``; ``sites`` the sublattice's
     flat site indices, ``table`` (B >= n, len(sites)) and ``k1`` (B, 1) its random stream;
     ``couplings`` (exchange, DMI, K, D), ``beta`` and ``cone`` are (B >= n, 1) columns;
-    ``offsets`` the counters of the move's three uniform draws."""
+    ``draw`` numbers the half-sweep (its moves take the stream's draws 3 draw .. 3 draw + 2).
+    """
     n, _, lx, ly = spins.shape
     m = sites.numel()
     accepted = torch.zeros(n, dtype=torch.int32, device=spins.device)
@@ -329,7 +332,7 @@ def metropolis_half_sweep(
         lx,
         ly,
         m,
-        *offsets,
+        draw,
         gxx,
         gyy,
         2.0 * gxy,
