@@ -21,6 +21,9 @@ own couplings, protocol and random stream:
   the stream keyed by ``SeedSequence(seed)`` with a spawn key of its own. A texture
   therefore depends on (couplings, seed, schedule, engine, device kind), never on the other
   lattices of its batch or on how the work was split into batches.
+* **Two implementations of the Metropolis half-sweep** (``kernels``): eager torch
+  operations, or two fused Triton kernels (``triton_kernels``) that repeat their arithmetic
+  operation for operation, so the choice changes the speed, not the textures.
 
 State is float32; reductions that decide control flow (minimiser mixing, convergence) run in
 float64; energies for the store come from ``energy.energy_terms`` (float64) afterwards.
