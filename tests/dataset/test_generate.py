@@ -298,6 +298,21 @@ def test_torch_engine_on_cuda_without_cuda_is_one_line_error_and_no_store(tmp_pa
     assert not tmp_path.joinpath(".partial").exists() and not out.exists()
 
 
+def test_triton_kernels_where_triton_cannot_run_are_one_line_error_and_no_store(tmp_path):
+    out = tmp_path / "t.zarr"
+    cmd = _cli(
+        "data", "generate", "--params", str(ROOT / "params.yaml"), "--set", "profile=tiny",
+        "--set", "dataset.engine=torch", "--set", "dataset.device=cpu",
+        "--set", "dataset.kernels=triton", "--out", str(out),
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 1
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: dataset.kernels: triton was asked for but ")
+    assert not tmp_path.joinpath(".partial").exists() and not out.exists()
+
+
 def test_worker_warnings_reach_the_summary():
     """Warnings raised while a shard anneals (in a Dask worker, whose own warnings go to its
     log) travel back in the shard's marker to the summary the CLI prints."""
