@@ -65,19 +65,25 @@ def _uniform(table, k1, draw):
 
 
 @triton.jit
+def _horner(x, c6: tl.constexpr, c5: tl.constexpr, c4: tl.constexpr, c3: tl.constexpr,
+            c2: tl.constexpr, c1: tl.constexpr, c0: tl.constexpr):  # fmt: skip
+    """c6 x^6 + ... + c0 by Horner's rule, in the eager loops' order."""
+    p = c6 * x + c5
+    p = p * x + c4
+    p = p * x + c3
+    p = p * x + c2
+    p = p * x + c1
+    return p * x + c0
+
+
+@triton.jit
 def _exp_nonpositive(x):
     """``torch_engine._exp_nonpositive``: 2**k exp(r) from + - * only."""
     x = tl.maximum(x, -87.0)
     y = x * _INV_LN2
     k = (y + _RINT) - _RINT
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _F7 * r + _F6
-    p = p * r + _F5
-    p = p * r + _F4
-    p = p * r + _F3
-    p = p * r + _F2
-    p = p * r + _F1
-    p = p * r + _F0
+    p = _horner(r, _F7, _F6, _F5, _F4, _F3, _F2, _F1) * r + _F0
     scale = ((k.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
     return p * scale
 
@@ -87,19 +93,8 @@ def _sin_cos_quarter(t):
     """``torch_engine._sin_cos_quarter``: series about pi/4, then a rotation."""
     d = t - _PI_4
     d2 = d * d
-    c = _F12 * (-d2) + _F10
-    c = c * (-d2) + _F8
-    c = c * (-d2) + _F6
-    c = c * (-d2) + _F4
-    c = c * (-d2) + _F2
-    c = c * (-d2) + _F0
-    s = _F13 * (-d2) + _F11
-    s = s * (-d2) + _F9
-    s = s * (-d2) + _F7
-    s = s * (-d2) + _F5
-    s = s * (-d2) + _F3
-    s = s * (-d2) + _F1
-    s = s * d
+    c = _horner(-d2, _F12, _F10, _F8, _F6, _F4, _F2, _F0)
+    s = _horner(-d2, _F13, _F11, _F9, _F7, _F5, _F3, _F1) * d
     return _SQRT_HALF * (c + s), _SQRT_HALF * (c - s)
 
 
