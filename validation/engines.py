@@ -9,12 +9,16 @@
    textures of a finished store are annealed again by the other engine (same couplings,
    seeds and protocol), both copies are estimated at Ts = 0 by a trained predictor (a run's
    ``model.pt``), and the MAE on the other engine's copy is divided by the MAE on the
-   store's own: target <= 1.2 for lambda, K and D, both ways (a numba-trained model on torch
+   store's own (with a 95 % paired-bootstrap interval over the textures): target <= 1.2
+   for lambda, K and D, both ways (a numba-trained model on torch
    textures with the default profile's store; a torch-trained one on numba textures with a
    store annealed by the torch engine, ``dataset.engine: torch``). The ratios are also given
    over the store's out-of-plane textures alone (uniform in-plane states sit at the prior on
-   both engines), with the share of textures whose phase the engines agree on. Writes
-   transfer.json.
+   both engines), with the share of textures whose phase the engines agree on; over those
+   out-of-plane textures each engine's copies are described (energy per spin, median max
+   torque, mean |Sz|, domain period, |Neel chirality|) beside the model's mean signed error
+   on them, and the copies' energies are paired: whether a ratio off 1 is one network's
+   habit or a difference in the textures. Writes transfer.json.
 
 Last line: key=value.
 
@@ -47,7 +51,7 @@ from spinfer.data.targets import TARGET_NAMES
 from spinfer.models.predictor import load_predictor
 from spinfer.physics.anneal import Schedule, anneal
 from spinfer.physics.dipolar import dipolar_kernel
-from spinfer.physics.energy import Hamiltonian, energy_terms
+from spinfer.physics.energy import Hamiltonian, effective_field, energy_terms
 from spinfer.physics.observables import OUT_OF_PLANE, domain_period, mean_abs_sz, neel_chirality
 from spinfer.physics.torch_engine import anneal_batch
 
@@ -94,16 +98,41 @@ def anneal_with(
         return np.stack(list(pool.map(_numba, tasks)))
 
 
-def observe(spins: np.ndarray, couplings) -> dict[str, float]:
+def observe(spins: np.ndarray, couplings, images: int | None = None) -> dict[str, float]:
+    """Energy per spin, max |S x H_eff| (J), mean |Sz|, domain period and Neel chirality."""
     lam, k, d = couplings
     ham = Hamiltonian(dmi=float(lam), anisotropy=float(k), dipolar=float(d))
-    n = spins.shape[0] * spins.shape[1]
+    s = np.asarray(spins, dtype=np.float64)
+    s = s / np.linalg.norm(s, axis=-1, keepdims=True)  # a store's float32 spins
+    n = s.shape[0] * s.shape[1]
+    torque = np.linalg.norm(np.cross(s, effective_field(s, ham, images)), axis=-1)
     return {
-        "energy_per_spin": energy_terms(spins, ham).total / n,
-        "mean_abs_sz": mean_abs_sz(spins),
-        "period": domain_period(spins),
-        "neel_chirality": neel_chirality(spins),
+        "energy_per_spin": energy_terms(s, ham, images).total / n,
+        "max_torque": float(torque.max()),
+        "mean_abs_sz": mean_abs_sz(s),
+        "period": domain_period(s),
+        "neel_chirality": neel_chirality(s),
     }
+
+
+def ratio_interval(
+    own: np.ndarray, other: np.ndarray, draws: int = 2000, seed: int = 0
+) -> list[float]:
+    """95 % paired-bootstrap interval of mean(other) / mean(own) over textures: both copies
+    of a texture are resampled together, so what a ratio off 1 owes to which textures
+    happened to be drawn (a texture's difficulty is shared by its two copies) is in it."""
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(own), size=(draws, len(own)))
+    ratios = other[pick].mean(axis=1) / own[pick].mean(axis=1)
+    return [float(q) for q in np.percentile(ratios, [2.5, 97.5])]
+
+
+def describe(rows: list[dict[str, float]]) -> dict[str, float]:
+    """What a set of textures looks like: the mean of each observable (median torque)."""
+    out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "max_torque"}
+    out["abs_neel_chirality"] = float(np.mean([abs(r["neel_chirality"]) for r in rows]))
+    out["median_max_torque"] = float(np.median([r["max_torque"] for r in rows]))
+    return out
 
 
 def side_by_side(schedule: Schedule, size: int, out: Path, workers: int) -> dict:
@@ -175,6 +204,7 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
         "seconds": seconds,
     }
     textures = {own: np.asarray(group["spins"].oindex[test]), other: copies}
+    mu, errs = {}, {}
     phase = {
         name: np.array([mean_abs_sz(t) for t in spins]) > OUT_OF_PLANE
         for name, spins in textures.items()
@@ -186,8 +216,10 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
     result["same_phase"] = float((phase[own] == phase[other]).mean())
     for name, spins in textures.items():
         x = torch.from_numpy(np.ascontiguousarray(spins.transpose(0, 3, 1, 2))).float()
-        mu = np.concatenate([predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)])
-        err = np.abs(mu - truth)
+        mu[name] = np.concatenate(
+            [predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)]
+        )
+        err = errs[name] = np.abs(mu[name] - truth)
         for j, t in enumerate(TARGET_NAMES):
             result[f"mae_{t}_{name}"] = float(err[:, j].mean())
             result[f"mae_{t}_{name}_out_of_plane"] = (
@@ -200,7 +232,31 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
             if oop.any()
             else None
         )
+    for j, t in enumerate(TARGET_NAMES):
+        result[f"ratio_{t}_ci95"] = ratio_interval(errs[own][:, j], errs[other][:, j])
+        if oop.any():
+            result[f"ratio_{t}_out_of_plane_ci95"] = ratio_interval(
+                errs[own][oop, j], errs[other][oop, j]
+            )
     result["met"] = all(result[f"ratio_{t}"] <= 1.2 for t in TARGET_NAMES)
+    if oop.any():  # what sets the copies apart where the couplings can be read
+        rows = {
+            name: [observe(spins[i], couplings[i], images) for i in np.flatnonzero(oop)]
+            for name, spins in textures.items()
+        }
+        for name in textures:
+            result[f"textures_{name}_out_of_plane"] = describe(rows[name])
+            bias = (mu[name] - truth)[oop].mean(axis=0)  # mean signed error, normalized
+            for j, t in enumerate(TARGET_NAMES):
+                result[f"bias_{t}_{name}_out_of_plane"] = float(bias[j])
+        gap = [
+            b["energy_per_spin"] - a["energy_per_spin"]
+            for a, b in zip(rows[own], rows[other], strict=True)
+        ]
+        result["energy_gap_out_of_plane"] = {  # the other engine's copy minus the store's
+            "mean": float(np.mean(gap)),
+            "lower_share": float(np.mean(np.array(gap) < 0)),
+        }
     return result
 
 
@@ -251,9 +307,22 @@ def main() -> None:
                 f"{doc[f'mae_{t}_{other}']:.4f} on {other} copies: ratio "
                 f"{doc[f'ratio_{t}']:.2f} (target <= 1.2)"
             )
+            lo, hi = doc[f"ratio_{t}_ci95"]
+            line += f" [{lo:.2f}, {hi:.2f}]"
             if doc[f"ratio_{t}_out_of_plane"] is not None:
-                line += f"; out of plane {doc[f'ratio_{t}_out_of_plane']:.2f}"
+                lo, hi = doc[f"ratio_{t}_out_of_plane_ci95"]
+                line += f"; out of plane {doc[f'ratio_{t}_out_of_plane']:.2f} [{lo:.2f}, {hi:.2f}]"
             print(line)
+        for name in (own, other):
+            if f"textures_{name}_out_of_plane" not in doc:
+                continue
+            d = doc[f"textures_{name}_out_of_plane"]
+            print(
+                f"{name} out of plane: E {d['energy_per_spin']:.5f}/spin, max torque "
+                f"{d['median_max_torque']:.1e} J (median), |Sz| {d['mean_abs_sz']:.3f}, "
+                f"period {d['period']:.1f}, |chi| {d['abs_neel_chirality']:.2f}; bias "
+                + " / ".join(f"{doc[f'bias_{t}_{name}_out_of_plane']:+.4f}" for t in TARGET_NAMES)
+            )
         print(
             f"{doc['n_out_of_plane']} of {doc['textures']} out of plane on {own}; "
             f"the same phase on both engines: {doc['same_phase']:.0%}"

@@ -445,6 +445,9 @@ def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
             doc[f"mae_{name}_torch"] / doc[f"mae_{name}_numba"]
         )
     assert 0 <= doc["n_out_of_plane"] <= 6 and 0 <= doc["same_phase"] <= 1
+    for name in ("lambda", "K", "D"):  # the bootstrap interval holds the ratio itself
+        lo, hi = doc[f"ratio_{name}_ci95"]
+        assert lo <= doc[f"ratio_{name}"] * (1 + 1e-9) and hi >= doc[f"ratio_{name}"] * (1 - 1e-9)
     for name in ("lambda", "K", "D"):  # the out-of-plane ratios: the same errors, subset
         ratio = doc[f"ratio_{name}_out_of_plane"]
         if doc["n_out_of_plane"] == 0:
@@ -453,4 +456,16 @@ def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
             assert ratio == pytest.approx(
                 doc[f"mae_{name}_torch_out_of_plane"] / doc[f"mae_{name}_numba_out_of_plane"]
             )
+    if doc["n_out_of_plane"]:  # both copies described where the couplings can be read
+        for engine in ("numba", "torch"):
+            d = doc[f"textures_{engine}_out_of_plane"]
+            assert d["energy_per_spin"] < 0 and 0 <= d["median_max_torque"] < 0.1
+            assert 0 <= d["abs_neel_chirality"] <= 1
+            for name in ("lambda", "K", "D"):  # a mean signed error is at most the MAE
+                bias = doc[f"bias_{name}_{engine}_out_of_plane"]
+                assert abs(bias) <= doc[f"mae_{name}_{engine}_out_of_plane"] + 1e-12
+        assert doc["textures_numba_out_of_plane"]["mean_abs_sz"] > 0.5
+        assert 0 <= doc["energy_gap_out_of_plane"]["lower_share"] <= 1
+    else:
+        assert "textures_numba_out_of_plane" not in doc
     assert "ratio_D=" in run.stdout.strip().splitlines()[-1]
