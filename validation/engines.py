@@ -204,7 +204,7 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
         "seconds": seconds,
     }
     textures = {own: np.asarray(group["spins"].oindex[test]), other: copies}
-    mu, errs = {}, {}
+    signed = {}  # predicted minus true, normalized, per copy
     phase = {
         name: np.array([mean_abs_sz(t) for t in spins]) > OUT_OF_PLANE
         for name, spins in textures.items()
@@ -216,28 +216,25 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
     result["same_phase"] = float((phase[own] == phase[other]).mean())
     for name, spins in textures.items():
         x = torch.from_numpy(np.ascontiguousarray(spins.transpose(0, 3, 1, 2))).float()
-        mu[name] = np.concatenate(
-            [predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)]
-        )
-        err = errs[name] = np.abs(mu[name] - truth)
+        mu = np.concatenate([predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)])
+        signed[name] = mu - truth
+        err = np.abs(signed[name])
         for j, t in enumerate(TARGET_NAMES):
             result[f"mae_{t}_{name}"] = float(err[:, j].mean())
             result[f"mae_{t}_{name}_out_of_plane"] = (
                 float(err[oop, j].mean()) if oop.any() else None
             )
-    for t in TARGET_NAMES:
+    for j, t in enumerate(TARGET_NAMES):
+        own_err, other_err = np.abs(signed[own][:, j]), np.abs(signed[other][:, j])
         result[f"ratio_{t}"] = result[f"mae_{t}_{other}"] / result[f"mae_{t}_{own}"]
+        result[f"ratio_{t}_ci95"] = ratio_interval(own_err, other_err)
         result[f"ratio_{t}_out_of_plane"] = (
             result[f"mae_{t}_{other}_out_of_plane"] / result[f"mae_{t}_{own}_out_of_plane"]
             if oop.any()
             else None
         )
-    for j, t in enumerate(TARGET_NAMES):
-        result[f"ratio_{t}_ci95"] = ratio_interval(errs[own][:, j], errs[other][:, j])
         if oop.any():
-            result[f"ratio_{t}_out_of_plane_ci95"] = ratio_interval(
-                errs[own][oop, j], errs[other][oop, j]
-            )
+            result[f"ratio_{t}_out_of_plane_ci95"] = ratio_interval(own_err[oop], other_err[oop])
     result["met"] = all(result[f"ratio_{t}"] <= 1.2 for t in TARGET_NAMES)
     if oop.any():  # what sets the copies apart where the couplings can be read
         rows = {
@@ -246,7 +243,7 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
         }
         for name in textures:
             result[f"textures_{name}_out_of_plane"] = describe(rows[name])
-            bias = (mu[name] - truth)[oop].mean(axis=0)  # mean signed error, normalized
+            bias = signed[name][oop].mean(axis=0)
             for j, t in enumerate(TARGET_NAMES):
                 result[f"bias_{t}_{name}_out_of_plane"] = float(bias[j])
         gap = [
