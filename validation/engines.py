@@ -6,25 +6,29 @@
    set each engine's energy per spin, mean |Sz|, domain period and Neel chirality
    (engines.json).
 2. **Interchangeable datasets** (``--store``, ``--splits``, ``--model``). The test-split
-   textures of a finished store are annealed again by the other engine (same couplings,
-   seeds and protocol), both copies are estimated at Ts = 0 by a trained predictor (a run's
-   ``model.pt``), and the MAE on the other engine's copy is divided by the MAE on the
-   store's own (with a 95 % paired-bootstrap interval over the textures): target <= 1.2
-   for lambda, K and D, both ways (a numba-trained model on torch
-   textures with the default profile's store; a torch-trained one on numba textures with a
-   store annealed by the torch engine, ``dataset.engine: torch``). The ratios are also given
-   over the store's out-of-plane textures alone (uniform in-plane states sit at the prior on
-   both engines), with the share of textures whose phase the engines agree on; over those
-   out-of-plane textures each engine's copies are described (energy per spin, median max
-   torque, mean |Sz|, domain period, |Neel chirality|) beside the model's mean signed error
-   on them, and the copies' energies are paired: whether a ratio off 1 is one network's
-   habit or a difference in the textures. Writes transfer.json.
+   textures of a finished store (``--split val`` adds the validation split's, which picked
+   the checkpoint but were never trained on) are annealed again by the other engine (same
+   couplings, seeds and protocol), both copies are estimated at Ts = 0 by a trained
+   predictor (a run's ``model.pt``), and the MAE on the other engine's copy is divided by
+   the MAE on the store's own (with a 95 % paired-bootstrap interval over the textures):
+   target <= 1.2 for lambda, K and D, both ways (a numba-trained model on torch textures
+   with the default profile's store; a torch-trained one on numba textures with a store
+   annealed by the torch engine, ``dataset.engine: torch``). The control (skipped with
+   ``--no-reseed``): the same textures annealed once more by the store's own engine from
+   fresh seeds, and the same ratio for that copy. A texture's error depends on its
+   realisation, so a ratio moves off 1 by chance even when the engine does not change; an
+   engine ratio means something only beside the control's. The ratios are also given over
+   the store's out-of-plane textures alone (uniform in-plane states sit at the prior on
+   both engines), with the share of textures whose phase each copy agrees on; over those
+   out-of-plane textures each copy is described (energy per spin, median max torque, mean
+   |Sz|, domain period, |Neel chirality|) beside the model's mean signed error on it, and
+   the two engines' energies are paired. Writes transfer.json.
 
 Last line: key=value.
 
     python validation/engines.py [--params params.yaml] [--size 64] [--out DIR]
     python validation/engines.py --store artifacts/textures.zarr --splits artifacts/splits.json \\
-        --model artifacts/models/resnet18-noisy/model.pt [--limit 160]
+        --model artifacts/models/resnet18-noisy/model.pt [--split test --split val] [--limit N]
 """
 
 from __future__ import annotations
@@ -51,11 +55,19 @@ from spinfer.data.targets import TARGET_NAMES
 from spinfer.models.predictor import load_predictor
 from spinfer.physics.anneal import Schedule, anneal
 from spinfer.physics.dipolar import dipolar_kernel
-from spinfer.physics.energy import Hamiltonian, effective_field, energy_terms
-from spinfer.physics.observables import OUT_OF_PLANE, domain_period, mean_abs_sz, neel_chirality
+from spinfer.physics.energy import Hamiltonian, energy_terms
+from spinfer.physics.observables import (
+    OUT_OF_PLANE,
+    domain_period,
+    max_torque,
+    mean_abs_sz,
+    neel_chirality,
+)
 from spinfer.physics.torch_engine import anneal_batch
 
 ENGINES = ("numba", "torch")
+#: added to a store seed for the reseeded control copy
+RESEED = 2**64
 #: (lambda / D, K / Kshape, D) of the side-by-side row
 SETS = [
     (0.0, 0.5, 0.09),
@@ -105,10 +117,9 @@ def observe(spins: np.ndarray, couplings, images: int | None = None) -> dict[str
     s = np.asarray(spins, dtype=np.float64)
     s = s / np.linalg.norm(s, axis=-1, keepdims=True)  # a store's float32 spins
     n = s.shape[0] * s.shape[1]
-    torque = np.linalg.norm(np.cross(s, effective_field(s, ham, images)), axis=-1)
     return {
         "energy_per_spin": energy_terms(s, ham, images).total / n,
-        "max_torque": float(torque.max()),
+        "max_torque": max_torque(s, ham, images),
         "mean_abs_sz": mean_abs_sz(s),
         "period": domain_period(s),
         "neel_chirality": neel_chirality(s),
@@ -181,29 +192,53 @@ def side_by_side(schedule: Schedule, size: int, out: Path, workers: int) -> dict
     return {"size": size, "sets": rows, "max_energy_rel_diff": worst}
 
 
-def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers: int) -> dict:
-    """MAE of ``model`` on the store's test textures and on the other engine's copy of them."""
+def transfer(
+    store: Path,
+    splits: Path,
+    model: Path,
+    limit: int | None,
+    workers: int,
+    parts: tuple[str, ...] = ("test",),
+    reseed: bool = True,
+) -> dict:
+    """MAE of ``model`` on the store's textures of ``parts`` (splits), on the other engine's
+    copy of them and (``reseed``) on both engines' copies from fresh seeds."""
     group = open_store(store)
     meta = store_meta(group)
     own = store_engine(meta)
     other = "numba" if own == "torch" else "torch"
-    test = sorted(load_splits(splits)["test"])[:limit]
-    couplings = np.asarray(group["params"][:])[test]
-    seeds = [int(s) for s in np.asarray(group["seed"][:])[test]]
+    index = load_splits(splits)
+    chosen = sorted(i for part in parts for i in index[part])[:limit]
+    couplings = np.asarray(group["params"][:])[chosen]
+    seeds = [int(s) for s in np.asarray(group["seed"][:])[chosen]]
     schedule = Schedule(**meta["schedule"])
     images = meta["physics"].get("dipolar_images")
     start = time.perf_counter()
-    copies = anneal_with(other, couplings, seeds, schedule, meta["size"], images, workers)
-    seconds = time.perf_counter() - start
-    predictor = load_predictor(model)
-    truth = predictor.scaler.normalize(couplings)
+    textures = {
+        own: np.asarray(group["spins"].oindex[chosen]),
+        other: anneal_with(other, couplings, seeds, schedule, meta["size"], images, workers),
+    }
+    # ratio name -> (copies in the denominator, copies in the numerator); a texture's error
+    # is averaged over its copies on each side
+    pairs = {"": ([own], [other])}
+    if reseed:  # the control: both engines again from fresh seeds (seed + RESEED, an entropy
+        # no uint64 store seed has). The own engine's ratio is how far from 1 a ratio moves
+        # when only the realisation changes; the pooled one, two realisations a side, is the
+        # engines' difference with that scatter halved
+        again = [s + RESEED for s in seeds]
+        for engine in (own, other):
+            textures[f"{engine}_reseeded"] = anneal_with(
+                engine, couplings, again, schedule, meta["size"], images, workers
+            )
+        pairs["_reseeded"] = ([own], [f"{own}_reseeded"])
+        pairs["_pooled"] = ([own, f"{own}_reseeded"], [other, f"{other}_reseeded"])
     result = {
         "store_engine": own,
         "other_engine": other,
-        "textures": len(test),
-        "seconds": seconds,
+        "splits": list(parts),
+        "textures": len(chosen),
+        "seconds": time.perf_counter() - start,  # annealing the copies
     }
-    textures = {own: np.asarray(group["spins"].oindex[test]), other: copies}
     signed = {}  # predicted minus true, normalized, per copy
     phase = {
         name: np.array([mean_abs_sz(t) for t in spins]) > OUT_OF_PLANE
@@ -213,7 +248,11 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
     # in-plane state sits at the prior on both engines, which pulls every ratio towards 1)
     oop = phase[own]
     result["n_out_of_plane"] = int(oop.sum())
-    result["same_phase"] = float((phase[own] == phase[other]).mean())
+    for suffix, (_, copies) in pairs.items():
+        if suffix != "_pooled":
+            result[f"same_phase{suffix}"] = float((phase[own] == phase[copies[0]]).mean())
+    predictor = load_predictor(model)
+    truth = predictor.scaler.normalize(couplings)
     for name, spins in textures.items():
         x = torch.from_numpy(np.ascontiguousarray(spins.transpose(0, 3, 1, 2))).float()
         mu = np.concatenate([predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)])
@@ -225,16 +264,17 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
                 float(err[oop, j].mean()) if oop.any() else None
             )
     for j, t in enumerate(TARGET_NAMES):
-        own_err, other_err = np.abs(signed[own][:, j]), np.abs(signed[other][:, j])
-        result[f"ratio_{t}"] = result[f"mae_{t}_{other}"] / result[f"mae_{t}_{own}"]
-        result[f"ratio_{t}_ci95"] = ratio_interval(own_err, other_err)
-        result[f"ratio_{t}_out_of_plane"] = (
-            result[f"mae_{t}_{other}_out_of_plane"] / result[f"mae_{t}_{own}_out_of_plane"]
-            if oop.any()
-            else None
-        )
-        if oop.any():
-            result[f"ratio_{t}_out_of_plane_ci95"] = ratio_interval(own_err[oop], other_err[oop])
+        for suffix, (base, copies) in pairs.items():
+            den = np.mean([np.abs(signed[n][:, j]) for n in base], axis=0)
+            num = np.mean([np.abs(signed[n][:, j]) for n in copies], axis=0)
+            key = f"ratio_{t}{suffix}"
+            result[key] = float(num.mean() / den.mean())
+            result[f"{key}_ci95"] = ratio_interval(den, num)
+            result[f"{key}_out_of_plane"] = (
+                float(num[oop].mean() / den[oop].mean()) if oop.any() else None
+            )
+            if oop.any():
+                result[f"{key}_out_of_plane_ci95"] = ratio_interval(den[oop], num[oop])
     result["met"] = all(result[f"ratio_{t}"] <= 1.2 for t in TARGET_NAMES)
     if oop.any():  # what sets the copies apart where the couplings can be read
         rows = {
@@ -257,6 +297,16 @@ def transfer(store: Path, splits: Path, model: Path, limit: int | None, workers:
     return result
 
 
+def _ratio_text(doc: dict, key: str) -> str:
+    """'r [lo, hi]', then the out-of-plane ratio and interval where there is one."""
+    lo, hi = doc[f"{key}_ci95"]
+    text = f"{doc[key]:.2f} [{lo:.2f}, {hi:.2f}]"
+    if doc[f"{key}_out_of_plane"] is not None:
+        lo, hi = doc[f"{key}_out_of_plane_ci95"]
+        text += f"; out of plane {doc[f'{key}_out_of_plane']:.2f} [{lo:.2f}, {hi:.2f}]"
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -269,7 +319,18 @@ def main() -> None:
     )
     parser.add_argument("--splits", type=Path, default=Path("artifacts/splits.json"))
     parser.add_argument("--model", type=Path, help="a run's model.pt")
-    parser.add_argument("--limit", type=int, default=None, help="first N test textures only")
+    parser.add_argument(
+        "--split",
+        action="append",
+        choices=("test", "val"),
+        help="whose textures to copy (repeat for both; default test; val picked the checkpoint)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="first N textures only")
+    parser.add_argument(
+        "--no-reseed",
+        action="store_true",
+        help="skip the control: both engines' copies from fresh seeds",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,22 +356,35 @@ def main() -> None:
     else:
         if args.model is None:
             parser.error("--store needs --model (a run's model.pt)")
-        doc = transfer(args.store, args.splits, args.model, args.limit, args.workers)
+        parts = tuple(dict.fromkeys(args.split or ["test"]))
+        doc = transfer(
+            args.store,
+            args.splits,
+            args.model,
+            args.limit,
+            args.workers,
+            parts,
+            not args.no_reseed,
+        )
         (out / "transfer.json").write_text(json.dumps(doc, indent=2) + "\n")
         own, other = doc["store_engine"], doc["other_engine"]
+        reseeded = "ratio_K_reseeded" in doc
+        names = [own, other] + ([f"{own}_reseeded", f"{other}_reseeded"] if reseeded else [])
         for t in TARGET_NAMES:
-            line = (
+            print(
                 f"{t}: MAE {doc[f'mae_{t}_{own}']:.4f} on {own} textures, "
                 f"{doc[f'mae_{t}_{other}']:.4f} on {other} copies: ratio "
-                f"{doc[f'ratio_{t}']:.2f} (target <= 1.2)"
+                f"{_ratio_text(doc, f'ratio_{t}')} (target <= 1.2)"
             )
-            lo, hi = doc[f"ratio_{t}_ci95"]
-            line += f" [{lo:.2f}, {hi:.2f}]"
-            if doc[f"ratio_{t}_out_of_plane"] is not None:
-                lo, hi = doc[f"ratio_{t}_out_of_plane_ci95"]
-                line += f"; out of plane {doc[f'ratio_{t}_out_of_plane']:.2f} [{lo:.2f}, {hi:.2f}]"
-            print(line)
-        for name in (own, other):
+            if reseeded:
+                print(
+                    f"   control, {own} again from fresh seeds: MAE "
+                    f"{doc[f'mae_{t}_{own}_reseeded']:.4f}, ratio "
+                    f"{_ratio_text(doc, f'ratio_{t}_reseeded')}\n"
+                    f"   pooled, both engines from both seeds: {other} / {own} "
+                    f"{_ratio_text(doc, f'ratio_{t}_pooled')}"
+                )
+        for name in names:
             if f"textures_{name}_out_of_plane" not in doc:
                 continue
             d = doc[f"textures_{name}_out_of_plane"]
@@ -323,8 +397,18 @@ def main() -> None:
         print(
             f"{doc['n_out_of_plane']} of {doc['textures']} out of plane on {own}; "
             f"the same phase on both engines: {doc['same_phase']:.0%}"
+            + (
+                f", on reseeding: {doc['same_phase_reseeded']:.0%}"
+                if "same_phase_reseeded" in doc
+                else ""
+            )
         )
-        keys = {f"ratio_{t}": f"{doc[f'ratio_{t}']:.3f}" for t in TARGET_NAMES}
+        keys = {
+            f"ratio_{t}{suffix}": f"{doc[f'ratio_{t}{suffix}']:.3f}"
+            for suffix in ("", "_reseeded", "_pooled")
+            for t in TARGET_NAMES
+            if f"ratio_{t}{suffix}" in doc
+        }
         keys |= {"met": doc["met"], "textures": doc["textures"]}
     print(" ".join(f"{k}={v}" for k, v in keys.items()))
 

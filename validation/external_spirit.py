@@ -55,7 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spinfer.physics.energy import Hamiltonian, effective_field, energy_terms
+from spinfer.physics.energy import Hamiltonian, energy_terms
+from spinfer.physics.observables import max_torque
 
 REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "data"
 KSHAPE_RANGE = (0.15, 1.13)
@@ -219,12 +220,6 @@ def draw_protocol(seed: int, index: int) -> dict:
         "llg_seed": int(rng.integers(1, 2**31 - 1)),
         "start_seed": int(rng.integers(0, 2**31 - 1)),
     }
-
-
-def max_torque(spins: np.ndarray, ham: Hamiltonian) -> float:
-    """max_i |S_i x H_eff,i| with spinfer's Hamiltonian (periodic dipolar sum), in J."""
-    field = effective_field(spins, ham)
-    return float(np.linalg.norm(np.cross(spins, field), axis=-1).max())
 
 
 def anneal_one(task: tuple) -> dict:

@@ -10,16 +10,12 @@ import pytest
 from spinfer.errors import InputError
 from spinfer.physics.anneal import Schedule, anneal, descend
 from spinfer.physics.dipolar import dipolar_kernel
-from spinfer.physics.energy import Hamiltonian, effective_field, energy_terms
+from spinfer.physics.energy import Hamiltonian, energy_terms
 from spinfer.physics.minimize import MINIMIZERS, minimize
+from spinfer.physics.observables import max_torque
 
 HAM = Hamiltonian(dmi=0.2, anisotropy=0.75, dipolar=0.1)
 ANNEALED = Schedule(sweeps=60, relax_sweeps=0)
-
-
-def _torque(spins: np.ndarray, ham: Hamiltonian) -> float:
-    """max |S x H_eff| from the independent effective-field path (double precision)."""
-    return float(np.linalg.norm(np.cross(spins, effective_field(spins, ham)), axis=-1).max())
 
 
 def _annealed(size: int = 16, seed: int = 3) -> np.ndarray:
@@ -35,7 +31,7 @@ def test_minimize_reaches_the_torque_threshold_and_lowers_the_energy(method):
     assert 0 < steps < 20000
     assert torque < 1e-4
     # the reported torque is the texture's own, to the single-precision dipolar field
-    assert _torque(spins, HAM) == pytest.approx(torque, abs=1e-5)
+    assert max_torque(spins, HAM) == pytest.approx(torque, abs=1e-5)
     assert energy_terms(spins, HAM).total < before
     np.testing.assert_allclose(np.linalg.norm(spins, axis=-1), 1.0, atol=1e-12)
 
@@ -60,7 +56,7 @@ def test_minimize_descends_faster_than_the_overdamped_step():
     minimize(quick, HAM, kernel, 300, torque=1e-12)
     descend(slow, HAM, kernel, 300, torque=1e-12)
     assert energy_terms(quick, HAM).total < energy_terms(slow, HAM).total
-    assert _torque(quick, HAM) < _torque(slow, HAM)
+    assert max_torque(quick, HAM) < max_torque(slow, HAM)
 
 
 @pytest.mark.parametrize("method", MINIMIZERS)
@@ -79,7 +75,7 @@ def test_zero_steps_only_measure_the_torque(method):
     steps, torque = minimize(spins, HAM, dipolar_kernel(16, 16), 0, torque=1e-9, method=method)
     assert steps == 0
     np.testing.assert_array_equal(spins, copy)
-    assert torque == pytest.approx(_torque(copy, HAM), abs=1e-5)
+    assert torque == pytest.approx(max_torque(copy, HAM), abs=1e-5)
 
 
 @pytest.mark.parametrize("method", MINIMIZERS)
@@ -95,7 +91,7 @@ def test_anneal_ends_minimised_deterministically_and_records_the_torque(method):
     assert 0 < a.minimize_steps_done <= 400
     assert a.max_torque < raw.max_torque
     assert a.max_torque < 1e-3 or a.minimize_steps_done == 400
-    assert a.max_torque == pytest.approx(_torque(a.spins, HAM), abs=1e-5)
+    assert a.max_torque == pytest.approx(max_torque(a.spins, HAM), abs=1e-5)
     assert energy_terms(a.spins, HAM).total < energy_terms(raw.spins, HAM).total
 
 

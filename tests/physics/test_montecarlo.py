@@ -17,7 +17,7 @@ from spinfer.physics.montecarlo import (
     random_spins,
     relaxation_sweep,
 )
-from spinfer.physics.observables import domain_period, mean_abs_sz, neel_chirality
+from spinfer.physics.observables import domain_period, max_torque, mean_abs_sz, neel_chirality
 
 HAM = Hamiltonian(dmi=0.3, anisotropy=0.6, dipolar=0.12)
 FAST = Schedule(sweeps=150, relax_sweeps=30)
@@ -144,6 +144,16 @@ def test_domain_period_of_stripes():
     spins = np.zeros((40, 40, 3))
     spins[..., 2] = np.sign(np.sin(2 * np.pi * x / 10) + 1e-9)[:, None]
     assert domain_period(spins) == pytest.approx(10, rel=0.25)
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.3, np.pi / 4, 1.2, np.pi / 2])
+def test_max_torque_of_a_uniform_tilt_is_the_anisotropy_torque(theta):
+    """Uniform spins at theta from z: the exchange field is parallel, interfacial DMI cancels
+    between opposite bonds, so only E_K = -K Sz^2 twists them: |S x 2K Sz z| = K sin 2 theta."""
+    spins = np.zeros((8, 8, 3))
+    spins[..., 0], spins[..., 2] = np.sin(theta), np.cos(theta)
+    ham = Hamiltonian(dmi=0.3, anisotropy=0.7, dipolar=0.0)
+    assert max_torque(spins * 2.0, ham) == pytest.approx(0.7 * np.sin(2 * theta), abs=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -407,9 +407,13 @@ def test_missing_split_and_bad_tracking_store_fail_with_one_line(tmp_path, tiny_
     assert bad.stderr.strip().splitlines()[-1].startswith("error: cannot open the MLflow")
 
 
+ENGINE_COPIES = ("numba", "torch", "numba_reseeded", "torch_reseeded")
+
+
 def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
-    """validation/engines.py anneals the store's test textures on the other engine and scores
-    the same model on both copies."""
+    """validation/engines.py anneals the store's test and validation textures on the other
+    engine, and on both engines from fresh seeds (the control), and scores the same model on
+    all four copies."""
     import subprocess
     import sys
 
@@ -428,6 +432,10 @@ def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
             str(tiny_data["splits"]),
             "--model",
             str(model),
+            "--split",
+            "test",
+            "--split",
+            "val",
             "--out",
             str(tmp_path),
         ],
@@ -438,34 +446,34 @@ def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
     assert run.returncode == 0, run.stderr
     doc = json.loads((tmp_path / "transfer.json").read_text())
     assert doc["store_engine"] == "numba" and doc["other_engine"] == "torch"
-    assert doc["textures"] == 6
-    for name in ("lambda", "K", "D"):
-        assert doc[f"mae_{name}_numba"] > 0 and doc[f"mae_{name}_torch"] > 0
-        assert doc[f"ratio_{name}"] == pytest.approx(
-            doc[f"mae_{name}_torch"] / doc[f"mae_{name}_numba"]
-        )
-    assert 0 <= doc["n_out_of_plane"] <= 6 and 0 <= doc["same_phase"] <= 1
-    for name in ("lambda", "K", "D"):  # the bootstrap interval holds the ratio itself
-        lo, hi = doc[f"ratio_{name}_ci95"]
-        assert lo <= doc[f"ratio_{name}"] * (1 + 1e-9) and hi >= doc[f"ratio_{name}"] * (1 - 1e-9)
-    for name in ("lambda", "K", "D"):  # the out-of-plane ratios: the same errors, subset
-        ratio = doc[f"ratio_{name}_out_of_plane"]
-        if doc["n_out_of_plane"] == 0:
-            assert ratio is None
-        else:
-            assert ratio == pytest.approx(
-                doc[f"mae_{name}_torch_out_of_plane"] / doc[f"mae_{name}_numba_out_of_plane"]
+    assert doc["textures"] == 12 and doc["splits"] == ["test", "val"]
+    # tiny's three sets put 8 of these 12 textures out of plane: every branch below runs
+    assert 0 < doc["n_out_of_plane"] < 12
+    for copy, key in (("torch", ""), ("numba_reseeded", "_reseeded")):
+        assert 0 <= doc[f"same_phase{key}"] <= 1
+        for name in ("lambda", "K", "D"):  # over all textures, then the out-of-plane subset
+            for part in ("", "_out_of_plane"):
+                ratio = doc[f"ratio_{name}{key}{part}"]
+                mae = doc[f"mae_{name}_{copy}{part}"]
+                assert mae > 0 and ratio == pytest.approx(mae / doc[f"mae_{name}_numba{part}"])
+                lo, hi = doc[f"ratio_{name}{key}{part}_ci95"]  # the interval holds the ratio
+                assert lo <= ratio * (1 + 1e-9) and hi >= ratio * (1 - 1e-9)
+    for name in ("lambda", "K", "D"):  # two realisations a side: the sums of their MAEs
+        for part in ("", "_out_of_plane"):
+            mae = {c: doc[f"mae_{name}_{c}{part}"] for c in ENGINE_COPIES}
+            assert doc[f"ratio_{name}_pooled{part}"] == pytest.approx(
+                (mae["torch"] + mae["torch_reseeded"]) / (mae["numba"] + mae["numba_reseeded"])
             )
-    if doc["n_out_of_plane"]:  # both copies described where the couplings can be read
-        for engine in ("numba", "torch"):
-            d = doc[f"textures_{engine}_out_of_plane"]
-            assert d["energy_per_spin"] < 0 and 0 <= d["median_max_torque"] < 0.1
-            assert 0 <= d["abs_neel_chirality"] <= 1
-            for name in ("lambda", "K", "D"):  # a mean signed error is at most the MAE
-                bias = doc[f"bias_{name}_{engine}_out_of_plane"]
-                assert abs(bias) <= doc[f"mae_{name}_{engine}_out_of_plane"] + 1e-12
-        assert doc["textures_numba_out_of_plane"]["mean_abs_sz"] > 0.5
-        assert 0 <= doc["energy_gap_out_of_plane"]["lower_share"] <= 1
-    else:
-        assert "textures_numba_out_of_plane" not in doc
+    # fresh seeds give a different realisation of each texture, not a copy of the store's
+    assert doc["mae_K_numba_reseeded"] != doc["mae_K_numba"]
+    assert "ratio_K_pooled=" in run.stdout.strip().splitlines()[-1]
+    for copy in ENGINE_COPIES:  # each copy described
+        d = doc[f"textures_{copy}_out_of_plane"]
+        assert d["energy_per_spin"] < 0 and 0 <= d["median_max_torque"] < 0.1
+        assert 0 <= d["abs_neel_chirality"] <= 1
+        for name in ("lambda", "K", "D"):  # a mean signed error is at most the MAE
+            bias = doc[f"bias_{name}_{copy}_out_of_plane"]
+            assert abs(bias) <= doc[f"mae_{name}_{copy}_out_of_plane"] + 1e-12
+    assert doc["textures_numba_out_of_plane"]["mean_abs_sz"] > 0.5
+    assert 0 <= doc["energy_gap_out_of_plane"]["lower_share"] <= 1
     assert "ratio_D=" in run.stdout.strip().splitlines()[-1]

@@ -1,8 +1,10 @@
-"""Texture observables: out-of-plane fraction, wall chirality, domain period."""
+"""Texture observables: out-of-plane fraction, wall chirality, domain period, residual torque."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from spinfer.physics.energy import Hamiltonian, effective_field
 
 #: mean |Sz| above which a texture counts as out of plane (the paper's classification)
 OUT_OF_PLANE = 0.5
@@ -76,3 +78,15 @@ def wall_fraction(spins: np.ndarray, threshold: float = 0.5) -> float:
     """Share of sites with |Sz| < ``threshold``: for out-of-plane textures the area the walls
     take, ~ (wall width) / (domain period), so it reads how wide the walls are."""
     return float(np.mean(np.abs(spins[..., 2]) < threshold))
+
+
+def max_torque(spins: np.ndarray, ham: Hamiltonian, images: int | None = None) -> float:
+    """max_i |S_i x H_eff,i| (J): how far a texture is from a stationary state of ``ham``.
+
+    The field is :func:`spinfer.physics.energy.effective_field` in double precision, a path
+    independent of both engines' minimisers, so it checks their convergence from outside.
+    Spins are renormalised first (a store holds float32 unit vectors).
+    """
+    s = np.asarray(spins, dtype=np.float64)
+    s = s / np.linalg.norm(s, axis=-1, keepdims=True)
+    return float(np.linalg.norm(np.cross(s, effective_field(s, ham, images)), axis=-1).max())
