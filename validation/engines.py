@@ -14,10 +14,11 @@
    target <= 1.2 for lambda, K and D, both ways (a numba-trained model on torch textures
    with the default profile's store; a torch-trained one on numba textures with a store
    annealed by the torch engine, ``dataset.engine: torch``). The control (skipped with
-   ``--no-reseed``): the same textures annealed once more by the store's own engine from
-   fresh seeds, and the same ratio for that copy. A texture's error depends on its
-   realisation, so a ratio moves off 1 by chance even when the engine does not change; an
-   engine ratio means something only beside the control's. The ratios are also given over
+   ``--no-reseed``): the same textures annealed once more by both engines from fresh seeds.
+   A texture's error depends on its realisation, so a ratio moves off 1 by chance even when
+   the engine does not change: the store's engine against itself (``ratio_*_reseeded``)
+   shows how far, and the pooled ratio (``ratio_*_pooled``, two realisations a side) is the
+   engines' difference with that scatter halved. The ratios are also given over
    the store's out-of-plane textures alone (uniform in-plane states sit at the prior on
    both engines), with the share of textures whose phase each copy agrees on; over those
    out-of-plane textures each copy is described (energy per spin, median max torque, mean
@@ -239,7 +240,6 @@ def transfer(
         "textures": len(chosen),
         "seconds": time.perf_counter() - start,  # annealing the copies
     }
-    signed = {}  # predicted minus true, normalized, per copy
     phase = {
         name: np.array([mean_abs_sz(t) for t in spins]) > OUT_OF_PLANE
         for name, spins in textures.items()
@@ -248,11 +248,12 @@ def transfer(
     # in-plane state sits at the prior on both engines, which pulls every ratio towards 1)
     oop = phase[own]
     result["n_out_of_plane"] = int(oop.sum())
-    for suffix, (_, copies) in pairs.items():
-        if suffix != "_pooled":
-            result[f"same_phase{suffix}"] = float((phase[own] == phase[copies[0]]).mean())
+    result["same_phase"] = float((phase[own] == phase[other]).mean())
+    if reseed:
+        result["same_phase_reseeded"] = float((phase[own] == phase[f"{own}_reseeded"]).mean())
     predictor = load_predictor(model)
     truth = predictor.scaler.normalize(couplings)
+    signed = {}  # predicted minus true, normalized, per copy
     for name, spins in textures.items():
         x = torch.from_numpy(np.ascontiguousarray(spins.transpose(0, 3, 1, 2))).float()
         mu = np.concatenate([predictor.predict(x[i : i + 64])[0] for i in range(0, len(x), 64)])
