@@ -63,7 +63,7 @@ validate: setup ## physics validation: figures, bias check, relaxation vs Spirit
 		&& $(BIN)/python validation/descriptor_probe.py; \
 	else echo "validate: no dataset, torque_balance and descriptor_probe skipped (make run first)"; fi
 	@if [ -f artifacts/models/resnet18-noisy/model.pt ]; then $(BIN)/python validation/reader_bias.py \
-		&& $(BIN)/python validation/transfer_bias.py; \
+		&& $(BIN)/python validation/transfer_bias.py --blur 0 0.3 0.6 0.9 1.2 1.5; \
 	else echo "validate: no trained resnet18-noisy, reader_bias and transfer_bias skipped (make run first)"; fi
 
 # --- one GPU host -----------------------------------------------------------------------

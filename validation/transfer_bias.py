@@ -16,6 +16,13 @@ side by side at neighbouring couplings (normalized distance below ``--radius``):
 and domain period (structure-factor peak), which say whether the two simulators relax the
 same Hamiltonian into the same kind of state.
 
+With ``--blur`` the clean out-of-plane test textures and Spirit's are also read through a
+Gaussian point-spread function of each given width (pixels, periodic, then renormalized;
+no gain, offset or noise): a network that saw blurred training images of unknown width
+hedges for blur, so it reads a sharp image as a harder magnet and a blurred one as a
+softer; the width at which its own textures read without bias in D
+(``blur_unbiased_D``) is the blur it assumes (transfer_bias_blur.png draws the curves).
+
 With ``--routes`` Spirit's out-of-plane couplings are also made by spinfer, once per cooling
 law of the schedule (``COOLING_LAWS``, each as a fixed protocol, then minimised as
 configured), and read by the same network: the bias per route against Spirit's own textures
@@ -23,7 +30,7 @@ says how much an estimate depends on how the texture was made (a network reads i
 routes' textures alike; a route it never saw, or another simulator's, may read offset).
 
     python validation/transfer_bias.py [--model artifacts/models/resnet18-noisy/model.pt]
-                                       [--routes]
+                                       [--routes] [--blur 0 0.5 1 1.5]
 
 Writes artifacts/validation/transfer_bias.json; last line key=value.
 """
@@ -37,8 +44,13 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 from spinfer.config import load_params
 from spinfer.data.dataset import open_dataset
@@ -82,6 +94,52 @@ def training_copies(predictor) -> dict[str, dict]:
             spins = np.stack([ds.spins(i) for i in items])
             out[f"spinfer train, {name}"] = summary(errors(predictor, spins, ds.params[items]))
     return out
+
+
+def blurred(spins: np.ndarray, sigma: float) -> np.ndarray:
+    """(N, Lx, Ly, 3) unit spins seen through a periodic Gaussian PSF of ``sigma`` pixels,
+    each component apart, then renormalized (a blurred wall is wider, not shorter)."""
+    if sigma <= 0:
+        return spins.astype(np.float64)
+    out = gaussian_filter(spins.astype(np.float64), (0, sigma, sigma, 0), mode="wrap")
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+
+
+def zero_crossing(x: list[float], y: list[float]) -> float | None:
+    """The first x where y, linear between the points, reaches 0; None if it does not."""
+    for i in range(len(x)):
+        if y[i] == 0:
+            return float(x[i])
+        if i + 1 < len(x) and y[i] * y[i + 1] < 0:
+            return float(x[i] + (x[i + 1] - x[i]) * y[i] / (y[i] - y[i + 1]))
+    return None
+
+
+def blur_sweep(predictor, sources: dict[str, tuple[np.ndarray, np.ndarray]], sigmas) -> dict:
+    """Bias and MAE of each source's textures through each PSF width."""
+    return {
+        f"{name}, blur {sigma:g}": summary(errors(predictor, blurred(spins, sigma), params))
+        for name, (spins, params) in sources.items()
+        for sigma in sigmas
+    }
+
+
+def plot_blur(rows: dict, names: list[str], sigmas: list[float], path: Path, title: str) -> None:
+    """Mean K_N and D_N error against the PSF width, one line per source."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for ax, j, target in ((axes[0], 1, "K"), (axes[1], 2, "D")):
+        for name in names:
+            bias = [rows[f"{name}, blur {s:g}"]["bias"][j] for s in sigmas]
+            ax.plot(sigmas, bias, "o-", label=name)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("Gaussian PSF sigma (pixels)")
+        ax.set_title(f"mean error of {target}_N, out-of-plane textures", fontsize=9)
+    axes[0].set_ylabel("predicted - true (normalized)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def route_schedule(schedule: Schedule, law: str) -> Schedule:
@@ -145,6 +203,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--routes", action="store_true", help="make Spirit's couplings per route")
     ap.add_argument("--workers", type=int, default=2, help="processes for --routes")
+    ap.add_argument(
+        "--blur",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="SIGMA",
+        help="also read the clean test and Spirit textures through these PSF widths",
+    )
     ap.add_argument("--out", type=Path, default=Path("artifacts/validation/transfer_bias.json"))
     args = ap.parse_args()
     for path in (args.model, args.params):
@@ -159,11 +225,14 @@ def main() -> int:
     ext = load_external(params.external.data)
     rows: dict[str, dict] = {}
     ours: dict[str, np.ndarray] = {}
+    sources: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # clean textures for --blur
     for split in ("train", "val", "test"):
         ds = open_dataset(split, "clean")
         oop = np.flatnonzero(ds.out_of_plane())
         spins = np.stack([ds.spins(i) for i in oop])
         rows[f"spinfer {split}, clean"] = summary(errors(predictor, spins, ds.params[oop]))
+        if split == "test":
+            sources["spinfer test"] = (spins, ds.params[oop])
         if split == "train":
             ours = {
                 "t": predictor.scaler.normalize(ds.params[oop]),
@@ -174,6 +243,7 @@ def main() -> int:
     ext_spins = ext.spins[ext.out_of_plane].astype(np.float64)
     ext_params = ext.params[ext.out_of_plane]
     rows["Spirit, clean"] = summary(errors(predictor, ext_spins, ext_params))
+    sources["Spirit"] = (ext_spins, ext_params)
     for level in args.levels:
         ds = open_dataset("test", level)
         oop = np.flatnonzero(ds.out_of_plane())
@@ -185,6 +255,8 @@ def main() -> int:
     if args.routes:
         size = ext_spins.shape[1]
         rows.update(routes(predictor, ext_params, params.schedule, size, args.workers))
+    sigmas = sorted(set(args.blur))
+    rows.update(blur_sweep(predictor, sources, sigmas))
     states = side_by_side(ours, ext, predictor.scaler, args.radius)
     print(f"out-of-plane textures, model {args.model}")
     print(f"{'source':38s} {'n':>4s}  bias lambda / K / D        MAE lambda / K / D")
@@ -198,9 +270,26 @@ def main() -> int:
         f"(spinfer), domain period Spirit / spinfer {states['period_ratio_median']:.2f} (median)"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"sources": rows, "states": states}, indent=2) + "\n")
+    doc = {"sources": rows, "states": states}
+    last = ""
+    if sigmas:
+        crossing = {  # the PSF width a source reads without bias in D
+            name: zero_crossing(sigmas, [rows[f"{name}, blur {s:g}"]["bias"][2] for s in sigmas])
+            for name in sources
+        }
+        doc["blur_unbiased_D"] = crossing
+        figure = args.out.parent / "transfer_bias_blur.png"
+        plot_blur(
+            rows, list(sources), sigmas, figure, f"read through a Gaussian PSF: {args.model}"
+        )
+        own_sigma = crossing["spinfer test"]
+        last = " blur_unbiased_D=" + ("none" if own_sigma is None else f"{own_sigma:.2f}")
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     own, spirit = rows["spinfer test, clean"]["bias"], rows["Spirit, clean"]["bias"]
-    print(f"own_bias_D={own[2]:.4f} spirit_bias_D={spirit[2]:.4f} gap_D={spirit[2] - own[2]:.4f}")
+    print(
+        f"own_bias_D={own[2]:.4f} spirit_bias_D={spirit[2]:.4f} "
+        f"gap_D={spirit[2] - own[2]:.4f}{last}"
+    )
     return 0
 
 
