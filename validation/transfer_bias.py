@@ -217,6 +217,9 @@ def main() -> int:
         if not path.is_file():
             print(f"error: {path}: no such file (make run first)", file=sys.stderr)
             return 1
+    if any(sigma < 0 for sigma in args.blur):
+        print(f"error: --blur: PSF widths must be >= 0, got {args.blur}", file=sys.stderr)
+        return 2
     params = load_params(args.params)
     predictor = load_predictor(args.model)
     if params.external.data is None:
