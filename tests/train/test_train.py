@@ -477,3 +477,54 @@ def test_engine_transfer_check_reads_both_engines(trained, tiny_data, tmp_path):
     assert doc["textures_numba_out_of_plane"]["mean_abs_sz"] > 0.5
     assert 0 <= doc["energy_gap_out_of_plane"]["lower_share"] <= 1
     assert "ratio_D=" in run.stdout.strip().splitlines()[-1]
+
+
+def test_transfer_bias_reads_textures_through_a_psf(trained, tiny_data, tmp_path):
+    """validation/transfer_bias.py --blur: every source through every PSF width, the width
+    at which a source reads without bias, the figure; an external set that *is* the test
+    split's out-of-plane textures reads exactly as they do, blurred or not."""
+    import subprocess
+    import sys
+
+    from spinfer.data.dataset import open_dataset
+    from tests.conftest import ROOT, make_project
+
+    root = tmp_path / "project"
+    params_path = make_project(root, tiny_data)
+    test = open_dataset("test", "clean", tiny_data["textures"], splits=tiny_data["splits"])
+    oop = np.flatnonzero(test.out_of_plane())
+    assert len(oop) > 0  # tiny's test split holds out-of-plane textures
+    (root / "data" / "external").mkdir(parents=True)
+    np.savez(
+        root / "data" / "external" / "spirit.npz",
+        spins=np.stack([test.spins(i) for i in oop]).astype(np.float32),
+        params=test.params[oop],
+    )
+    model = trained["result"].paths.out / "model.pt"
+    script = [sys.executable, str(ROOT / "validation" / "transfer_bias.py")]
+    args = ["--params", str(params_path), "--model", str(model), "--out", "out/tb.json"]
+    run = subprocess.run(
+        [*script, *args, "--blur", "1.5", "0", "0.75", "0"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    doc = json.loads((root / "out" / "tb.json").read_text())
+    rows = doc["sources"]
+    for sigma in ("0", "0.75", "1.5"):  # sorted, each once
+        own, ext = rows[f"spinfer test, blur {sigma}"], rows[f"Spirit, blur {sigma}"]
+        assert own["n"] == len(oop) and own == ext
+    assert rows["spinfer test, blur 0"] == rows["spinfer test, clean"]
+    assert rows["spinfer test, blur 1.5"] != rows["spinfer test, clean"]
+    crossing = doc["blur_unbiased_D"]
+    assert set(crossing) == {"spinfer test", "Spirit"}
+    assert crossing["spinfer test"] == crossing["Spirit"]
+    assert crossing["Spirit"] is None or 0 <= crossing["Spirit"] <= 1.5
+    assert (root / "out" / "transfer_bias_blur.png").stat().st_size > 10_000
+    assert "blur_unbiased_D=" in run.stdout.strip().splitlines()[-1]
+    bad = subprocess.run(
+        [*script, *args, "--blur", "-0.5"], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "error: --blur: PSF widths must be >= 0, got [-0.5]"
+    ]
