@@ -8,16 +8,23 @@ dvc.lock is left alone. Matrix stages expand as DVC names them (``train@resnet18
 The profile is params.yaml's ``profile:`` line, as for `dvc repro`.
 
     python benchmarks/pipeline_stages.py [TARGET ...] [--dry-run] [--dvc-yaml dvc.yaml]
+                                         [--pull data.dvc]
 
-No target: every stage. A failing stage stops the run (exit 1, its name on stderr) after
-the timings so far. Last line: key=value (seconds per stage, and the total).
+No target: every stage. ``--pull`` first puts a .dvc file's data in place from the
+repository's local DVC remote, as `dvc pull` would, each file's md5 checked. A failing stage
+stops the run (exit 1, its name on stderr) after the timings so far. Last line: key=value
+(seconds per stage, and the total).
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import hashlib
 import itertools
+import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -110,12 +117,88 @@ def upstream(stages: list[Stage], targets: list[str]) -> list[Stage]:
     return order
 
 
+def local_remote(root: Path) -> Path:
+    """The folder of the default DVC remote in .dvc/config (a local remote only)."""
+    config = configparser.ConfigParser()
+    config.read(root / ".dvc" / "config")
+    name = config.get("core", "remote", fallback=None)
+    for section in config.sections():
+        if name and section.strip("'") == f'remote "{name}"':
+            url = config.get(section, "url")
+            if "://" in url:
+                raise SystemExit(f"error: DVC remote '{name}' is not a local folder: {url}")
+            return (root / ".dvc" / url).resolve()
+    raise SystemExit(f"error: {root / '.dvc' / 'config'} names no default remote")
+
+
+def _blob(remote: Path, md5: str) -> Path:
+    return remote / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pull(dvc_file: Path, remote: Path) -> list[Path]:
+    """Put a .dvc file's outputs in place from a local remote (DVC 3's md5 layout).
+
+    Every file's md5 is checked against the remote's manifest; an output is built beside
+    its place and renamed over it, so a failure leaves what was there."""
+    outs = yaml.safe_load(dvc_file.read_text())["outs"]
+    placed = []
+    for out in outs:
+        target = dvc_file.parent / out["path"]
+        md5 = out["md5"]
+        if md5.endswith(".dir"):
+            entries = json.loads(_blob(remote, md5).read_text())
+            files = [(e["relpath"], e["md5"]) for e in entries]
+        else:
+            files = [("", md5)]
+        staging = target.with_name(f".{target.name}.pulling")
+        shutil.rmtree(staging, ignore_errors=True)
+        for relpath, want in files:
+            dest = staging / relpath if relpath else staging
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            blob = _blob(remote, want)
+            if not blob.is_file():
+                shutil.rmtree(staging, ignore_errors=True)
+                raise SystemExit(f"error: {dvc_file}: {relpath or out['path']} not in {remote}")
+            shutil.copyfile(blob, dest)
+            if _md5(dest) != want:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise SystemExit(f"error: {dvc_file}: {relpath or out['path']} fails its md5")
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        staging.rename(target)
+        placed.append(target)
+    return placed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("targets", nargs="*", help="stages to reach (default: all)")
     ap.add_argument("--dvc-yaml", default=str(ROOT / "dvc.yaml"))
     ap.add_argument("--dry-run", action="store_true", help="list the stages and commands only")
+    ap.add_argument(
+        "--pull",
+        action="append",
+        default=[],
+        metavar="FILE.dvc",
+        help="first put this .dvc file's data in place from the local remote",
+    )
     args = ap.parse_args()
+    for dvc_file in args.pull:
+        path = Path(dvc_file).resolve()
+        if not path.is_file():
+            raise SystemExit(f"error: --pull: no file {dvc_file}")
+        for placed in pull(path, local_remote(Path(args.dvc_yaml).resolve().parent)):
+            print(f"pulled {placed}", flush=True)
     stages = expand(yaml.safe_load(Path(args.dvc_yaml).read_text())["stages"])
     plan = upstream(stages, args.targets or [s.name for s in stages])
     if args.dry_run:
