@@ -147,10 +147,12 @@ def test_gpu_setup_puts_the_wheels_over_a_host_python_that_is_itself_a_venv(tmp_
 
 
 def test_gpu_setup_names_what_the_host_python_lacks(tmp_path):
-    bare = shutil.which("python3.11") or shutil.which("python3")
-    probe = subprocess.run([bare, "-c", "import torch"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip("the system Python has torch")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    bare = Path(sys.base_prefix) / "bin" / version  # the venv's base interpreter, not a PATH hit
+    if not bare.exists():
+        pytest.skip(f"no {bare}")
+    if subprocess.run([bare, "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("the base Python has torch")
     wheels = _tiny_wheel(tmp_path)
     lacking = _make(
         "gpu-setup", f"WHEELS={wheels}", f"GPU_PYTHON={bare}", f"GPU_VENV={tmp_path / 'v'}"
