@@ -90,13 +90,14 @@ GPU_PINS = $(shell grep -v '^\#' requirements.lock | awk -F'==' -v skip='^($(GPU
 	'function key(n) { n = tolower(n); sub(/[ @<>=!~;\[].*/, "", n); gsub(/[-_.]+/, "-", n); return n } \
 	FILENAME != "-" { if (key($$1) != "") host[key($$1)] = 1; next } !(key($$1) ~ skip || key($$1) in host)' \
 	$(or $(wildcard $(GPU_HOST_PACKAGES)),/dev/null) -)
+GPU_HOST_CHECK = $(if $(GPU_HOST_PACKAGES),test -f $(GPU_HOST_PACKAGES) || { echo "error: GPU_HOST_PACKAGES: no file $(GPU_HOST_PACKAGES)" >&2; exit 1; })
 
 gpu-pins: ## list the pins gpu-wheels fetches (GPU_HOST_PACKAGES=file leaves out what the host has)
-	@$(if $(GPU_HOST_PACKAGES),test -f $(GPU_HOST_PACKAGES) || { echo "error: GPU_HOST_PACKAGES: no file $(GPU_HOST_PACKAGES)" >&2; exit 1; })
+	@$(GPU_HOST_CHECK)
 	@printf '%s\n' $(GPU_PINS)
 
 gpu-wheels: ## fetch the wheels a bare GPU host lacks into $(WHEELS)/ (its Python: GPU_PY_VERSION)
-	@$(if $(GPU_HOST_PACKAGES),test -f $(GPU_HOST_PACKAGES) || { echo "error: GPU_HOST_PACKAGES: no file $(GPU_HOST_PACKAGES)" >&2; exit 1; })
+	@$(GPU_HOST_CHECK)
 	mkdir -p $(WHEELS)
 	@for req in setuptools wheel $(GPU_PINS); do \
 		$(GPU_PYTHON) -m pip download --quiet --no-deps --dest $(WHEELS) --only-binary=:all: \

@@ -135,42 +135,39 @@ def _blob(remote: Path, md5: str) -> Path:
     return remote / "files" / "md5" / md5[:2] / md5[2:]
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pull(dvc_file: Path, remote: Path) -> list[Path]:
     """Put a .dvc file's outputs in place from a local remote (DVC 3's md5 layout).
 
     Every file's md5 is checked against the remote's manifest; an output is built beside
     its place and renamed over it, so a failure leaves what was there."""
-    outs = yaml.safe_load(dvc_file.read_text())["outs"]
     placed = []
-    for out in outs:
+    for out in yaml.safe_load(dvc_file.read_text())["outs"]:
         target = dvc_file.parent / out["path"]
         md5 = out["md5"]
         if md5.endswith(".dir"):
-            entries = json.loads(_blob(remote, md5).read_text())
-            files = [(e["relpath"], e["md5"]) for e in entries]
+            files = [(e["relpath"], e["md5"]) for e in json.loads(_blob(remote, md5).read_text())]
         else:
             files = [("", md5)]
         staging = target.with_name(f".{target.name}.pulling")
         shutil.rmtree(staging, ignore_errors=True)
-        for relpath, want in files:
-            dest = staging / relpath if relpath else staging
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            blob = _blob(remote, want)
-            if not blob.is_file():
-                shutil.rmtree(staging, ignore_errors=True)
-                raise SystemExit(f"error: {dvc_file}: {relpath or out['path']} not in {remote}")
-            shutil.copyfile(blob, dest)
-            if _md5(dest) != want:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise SystemExit(f"error: {dvc_file}: {relpath or out['path']} fails its md5")
+        try:
+            for relpath, want in files:
+                dest = staging / relpath if relpath else staging
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                blob = _blob(remote, want)
+                if not blob.is_file():
+                    raise SystemExit(
+                        f"error: {dvc_file}: {relpath or out['path']} not in {remote}"
+                    )
+                shutil.copyfile(blob, dest)
+                with dest.open("rb") as f:
+                    if hashlib.file_digest(f, "md5").hexdigest() != want:
+                        raise SystemExit(
+                            f"error: {dvc_file}: {relpath or out['path']} fails its md5"
+                        )
+        except SystemExit:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         elif target.exists():
@@ -193,11 +190,12 @@ def main() -> None:
         help="first put this .dvc file's data in place from the local remote",
     )
     args = ap.parse_args()
+    missing = [f for f in args.pull if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"error: --pull: no file {missing[0]}")
+    remote = local_remote(Path(args.dvc_yaml).resolve().parent) if args.pull else None
     for dvc_file in args.pull:
-        path = Path(dvc_file).resolve()
-        if not path.is_file():
-            raise SystemExit(f"error: --pull: no file {dvc_file}")
-        for placed in pull(path, local_remote(Path(args.dvc_yaml).resolve().parent)):
+        for placed in pull(Path(dvc_file).resolve(), remote):
             print(f"pulled {placed}", flush=True)
     stages = expand(yaml.safe_load(Path(args.dvc_yaml).read_text())["stages"])
     plan = upstream(stages, args.targets or [s.name for s in stages])
