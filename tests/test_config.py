@@ -71,6 +71,8 @@ def test_override_is_applied_last(repo_params):
         ({"dataset": {"scheduler": "localhost"}}, "dataset.scheduler"),
         ({"dataset": {"kernels": "cuda"}}, "dataset.kernels"),
         ({"noise": {"amplitude": [0.5, 0.2]}}, "noise.amplitude"),
+        ({"noise": {"psf_sigma": [-0.5, 1.0]}}, "noise.psf_sigma"),
+        ({"noise": {"psf_sigma": [2.0, 1.0]}}, "noise.psf_sigma"),
         ({"noise": {"test_levels": []}}, "noise.test_levels"),
         ({"noise": {"test_levels": [0.1, 0.1]}}, "noise.test_levels"),
         ({"ranges": {"anisotropy_step": 0}}, "ranges.anisotropy_step"),

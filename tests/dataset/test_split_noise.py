@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from spinfer.data.microscope import MICROSCOPE
 from spinfer.data.noise import add_noise, level_group, make_noisy
 from spinfer.data.split import SPLITS, assign_splits, load_splits, make_splits
 from spinfer.data.store import MANIFEST, open_store, store_meta
@@ -143,6 +144,17 @@ def test_a_test_level_copy_does_not_depend_on_the_other_levels(tmp_path, tiny_da
         np.testing.assert_array_equal(ours[group][:], full[group][:])
 
 
+def test_the_psf_range_is_a_setting_the_store_records(tmp_path, tiny_data):
+    params = tiny_params("noise.psf_sigma=[2.0, 3.0]", "noise.microscope=1.0")
+    make_noisy(params, tiny_data["textures"], tiny_data["splits"], tmp_path / "n.zarr", False)
+    store = open_store(tmp_path / "n.zarr")
+    assert store.attrs["spinfer"]["noise"]["microscope_ranges"]["psf_sigma"] == [2.0, 3.0]
+    psf = np.concatenate([store[split]["microscope"][:, 1] for split in ("train", "val")])
+    assert psf.min() >= 2.0 and psf.max() <= 3.0 and psf.std() > 0
+    default = open_store(tiny_data["noisy"]).attrs["spinfer"]["noise"]["microscope_ranges"]
+    assert default == json.loads(json.dumps(MICROSCOPE))  # the default: the module's ranges
+
+
 def test_noise_refuses_a_split_file_of_another_store(tmp_path, tiny_data):
     doc = json.loads(tiny_data["splits"].read_text())
     doc["textures_fingerprint"] = "0" * 64
@@ -173,3 +185,7 @@ def test_fresh_copies_are_seeded_by_texture_and_epoch():
     # S + aR only: the overlap with the texture lies between a = 1 (2/3 on average) and a = 0
     overlaps = [float((draw(r, e, 0.0) * spins).sum(-1).mean()) for r, e in np.ndindex(4, 4)]
     assert min(overlaps) > 0.55 and max(overlaps) <= 1.0 and len(set(overlaps)) == 16
+    # a wider PSF range blurs the microscope's copies more: lower overlap with the texture
+    sharp = fresh_copy(spins, 7, 3, 2, (0.0, 1.0), 1.0, (0.0, 0.0))
+    blurred = fresh_copy(spins, 7, 3, 2, (0.0, 1.0), 1.0, (4.0, 4.0))
+    assert float((blurred * spins).sum(-1).mean()) < float((sharp * spins).sum(-1).mean())

@@ -374,18 +374,18 @@ def test_torchrun_two_cpu_processes(tmp_path, tiny_data):
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["--model", "vgg", "--data", "noisy"], "unknown model 'vgg'"),
-        (["--model", "cnn", "--data", "dirty"], "unknown training data 'dirty'"),
-        (["--model", "cnn", "--data", "noisy", "--set", "train.epochs={vgg: 1}"], "train.epochs"),
+    ("args", "needle", "code"),
+    [  # a bad argument exits 2, a bad configuration 1
+        (["--model", "vgg", "--data", "noisy"], "unknown model 'vgg'", 2),
+        (["--model", "cnn", "--data", "dirty"], "unknown training data 'dirty'", 2),
+        (["--model", "cnn", "--data", "noisy", "--set", "train.epochs={vgg: 1}"], "epochs", 1),
     ],
 )
-def test_bad_training_requests_fail_with_one_line(tmp_path, tiny_data, args, needle):
+def test_bad_training_requests_fail_with_one_line(tmp_path, tiny_data, args, needle, code):
     params_path = make_project(tmp_path, tiny_data)
     run = subprocess.run(_cli("train", "--params", str(params_path), *args),
                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert run.returncode == 1
+    assert run.returncode == code
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]
     assert run.stderr.startswith("error:") and needle in run.stderr
 

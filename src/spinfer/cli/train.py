@@ -19,6 +19,7 @@ from spinfer.cli.common import (
     load_config,
     sub_app,
 )
+from spinfer.errors import ConfigError
 
 train_app = sub_app(
     "Train one run (spinfer train --model M --data D), or compare, tune and ablate runs.",
@@ -144,7 +145,12 @@ def _resolve_run(params: Path, overrides, model: str | None, data: str | None, t
     if model is None or data is None:
         raise typer.BadParameter("give --model and --data, or --tuned FILE")
     cfg = load_config(params, overrides)
-    check_run(model, data)
+    try:
+        check_run(model, data)
+    except ConfigError as exc:
+        if tuned is not None:  # the names came from the study's file, not the command line
+            raise
+        raise typer.BadParameter(str(exc)) from None
     return cfg, model, data
 
 

@@ -178,6 +178,7 @@ class NoiseParams:
 
     amplitude: tuple[float, float] = (0.0, 1.0)
     microscope: float = 0.0  # share of train/val copies seen by a virtual microscope instead
+    psf_sigma: tuple[float, float] = (0.0, 1.5)  # its Gaussian PSF width, pixels, ~ U[lo, hi]
     test_levels: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
     out: str = "artifacts/noisy.zarr"
     test_out: str = "artifacts/test_noise.zarr"
@@ -191,6 +192,9 @@ class NoiseParams:
             raise ConfigError(f"noise.amplitude must satisfy 0 <= lo <= hi, got [{lo}, {hi}]")
         if not 0 <= self.microscope <= 1:
             raise ConfigError(f"noise.microscope must be in [0, 1], got {self.microscope}")
+        lo, hi = self.psf_sigma
+        if not 0 <= lo <= hi:
+            raise ConfigError(f"noise.psf_sigma must satisfy 0 <= lo <= hi, got [{lo}, {hi}]")
         if any(t < 0 for t in self.test_levels):
             raise ConfigError("noise.test_levels must be >= 0")
         if len(set(self.test_levels)) != len(self.test_levels):

@@ -18,6 +18,7 @@ import torch
 import zarr
 from torch.utils.data import Dataset, Sampler
 
+from spinfer.data.microscope import MICROSCOPE
 from spinfer.data.noise import fresh_copy, level_group
 from spinfer.data.split import SPLITS, load_splits
 from spinfer.data.store import open_store, store_meta
@@ -140,6 +141,7 @@ class FreshNoiseDataset(TextureDataset):
         seed: int,
         amplitude: tuple[float, float],
         microscope: float,
+        psf_sigma: tuple[float, float] = MICROSCOPE["psf_sigma"],
     ) -> None:
         super().__init__(
             clean.store, clean.array_path, clean.index, clean.params, clean.scaler,
@@ -148,11 +150,14 @@ class FreshNoiseDataset(TextureDataset):
         self.seed = int(seed)
         self.amplitude = (float(amplitude[0]), float(amplitude[1]))
         self.microscope = float(microscope)
+        self.psf_sigma = (float(psf_sigma[0]), float(psf_sigma[1]))
 
     def copy(self, i: int, epoch: int) -> np.ndarray:
         """Item ``i``'s (L, L, 3) copy of epoch ``epoch``, float32."""
         row = int(self.index[i])
-        noisy = fresh_copy(self.spins(i), self.seed, row, epoch, self.amplitude, self.microscope)
+        noisy = fresh_copy(
+            self.spins(i), self.seed, row, epoch, self.amplitude, self.microscope, self.psf_sigma
+        )
         return noisy.astype(np.float32)
 
     def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:

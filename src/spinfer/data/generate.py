@@ -99,7 +99,7 @@ class Plan:
 
 def _relax_code(schedule: Schedule) -> int:
     """The relaxation's code in ``RELAX_METHODS``, -1 where no relaxation sweeps run."""
-    if schedule.instant or not schedule.relax_sweeps:
+    if not schedule.relax_sweeps_run:
         return -1
     return RELAX_METHODS.index(schedule.relax)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 #: Ranges the training copies draw from (uniform unless said otherwise).
 MICROSCOPE = {
-    "psf_sigma": (0.0, 1.5),  # pixels
+    "psf_sigma": (0.0, 1.5),  # pixels (the default of noise.psf_sigma, which sets it)
     "offset": (0.35, 0.65),  # o_c, per channel
     "gain": (0.2, 0.5),  # g_c, per channel
     "counts": (30.0, 3000.0),  # N, log-uniform
@@ -153,11 +153,14 @@ def renormalize(vec: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_microscope(rng: np.random.Generator) -> Microscope:
-    """One instrument setting drawn from ``MICROSCOPE``."""
+def draw_microscope(
+    rng: np.random.Generator, psf_sigma: tuple[float, float] = MICROSCOPE["psf_sigma"]
+) -> Microscope:
+    """One instrument setting drawn from ``MICROSCOPE``, its PSF width from ``psf_sigma``
+    (pixels; ``noise.psf_sigma``: widen it for an instrument that blurs more)."""
     lo, hi = np.log(MICROSCOPE["counts"])
     return Microscope(
-        psf_sigma=float(rng.uniform(*MICROSCOPE["psf_sigma"])),
+        psf_sigma=float(rng.uniform(*psf_sigma)),
         offset=tuple(float(v) for v in rng.uniform(*MICROSCOPE["offset"], size=3)),
         gain=tuple(float(v) for v in rng.uniform(*MICROSCOPE["gain"], size=3)),
         counts=float(np.exp(rng.uniform(lo, hi))),

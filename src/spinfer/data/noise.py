@@ -4,10 +4,10 @@ Two stores, so that the test levels can change without retraining anything:
 
 * ``noise.out`` (the training copies): train and val get one noisy copy each, a ~ U[amplitude]
   drawn per texture; with probability ``noise.microscope`` a copy is instead what a virtual
-  microscope records of the texture (spinfer.data.microscope: PSF blur, per-channel gain and
-  offset, shot noise, quantisation, read back by the reader's calibration; its settings
-  drawn per image and stored in ``microscope``, one row per image: used, psf_sigma, offsets,
-  gains, counts, bits);
+  microscope records of the texture (spinfer.data.microscope: PSF blur of a width drawn
+  from ``noise.psf_sigma``, per-channel gain and offset, shot noise, quantisation, read back
+  by the reader's calibration; its settings drawn per image and stored in ``microscope``,
+  one row per image: used, psf_sigma, offsets, gains, counts, bits);
 * ``noise.test_out`` (the test copies): the test split gets one S + aR copy per level Ts of
   ``noise.test_levels``, as in the paper.
 
@@ -70,21 +70,27 @@ def fresh_copy(
     epoch: int,
     amplitude: tuple[float, float],
     microscope: float,
+    psf_sigma: tuple[float, float] = MICROSCOPE["psf_sigma"],
 ) -> np.ndarray:
     """A training copy of the (L, L, 3) texture at store row ``row`` for one epoch: with
     probability ``microscope`` what a drawn virtual microscope records, else S + aR with
     a ~ U[amplitude]; the same (seed, row, epoch) gives the same copy, bit for bit."""
     key = [seed, _NOISE_KEY, _variant_code("train"), int(row), _FRESH_KEY, int(epoch)]
-    return draw_copy(clean, key, amplitude, microscope)[0]
+    return draw_copy(clean, key, amplitude, microscope, psf_sigma)[0]
 
 
 def draw_copy(
-    clean: np.ndarray, key: list[int], amplitude: float | tuple[float, float], share: float
+    clean: np.ndarray,
+    key: list[int],
+    amplitude: float | tuple[float, float],
+    share: float,
+    psf_sigma: tuple[float, float] = MICROSCOPE["psf_sigma"],
 ) -> tuple[np.ndarray, Microscope | None]:
     """One noisy copy of a (L, L, 3) texture, seeded by ``key``: with probability ``share``
-    what a drawn virtual microscope records (and that microscope), else S + aR (and None)
-    with ``amplitude`` a, or a ~ U[amplitude] drawn first from the copy's stream."""
-    instrument = _instrument(key, share)
+    what a drawn virtual microscope records (and that microscope, its PSF width drawn from
+    ``psf_sigma``), else S + aR (and None) with ``amplitude`` a, or a ~ U[amplitude] drawn
+    first from the copy's stream."""
+    instrument = _instrument(key, share, psf_sigma)
     if instrument is None:
         rng = np.random.default_rng(np.random.SeedSequence(key))
         a = rng.uniform(*amplitude) if np.ndim(amplitude) == 1 else amplitude
@@ -157,7 +163,7 @@ def _noise_attrs(params: Params, part: str) -> dict:
     return {
         "formula": formula,
         "microscope": params.noise.microscope,
-        "microscope_ranges": MICROSCOPE if params.noise.microscope > 0 else None,
+        "microscope_ranges": _ranges(params) if params.noise.microscope > 0 else None,
         "microscope_columns": list(MICROSCOPE_COLUMNS),
         "amplitude": list(params.noise.amplitude),
         "seed": params.base.seed,
@@ -215,13 +221,14 @@ def _write_variant(group, variant, spins_in, raw_params, meta, params, bar) -> N
     code = _variant_code(variant.group.split("/")[-1])
     scope = np.zeros((n, len(MICROSCOPE_COLUMNS)))
     share = params.noise.microscope if variant.level is None else 0.0
+    psf = params.noise.psf_sigma
     for lo, hi in shard_bounds(n, shard):
         rows = variant.index[lo:hi]
         clean = spins_in.oindex[rows] if len(rows) else np.empty((0,))
         block = np.empty((hi - lo, meta["size"], meta["size"], 3))
         for j, row in enumerate(rows):
             key = [params.base.seed, _NOISE_KEY, code, int(row)]
-            block[j], instrument = draw_copy(clean[j], key, amp[lo + j], share)
+            block[j], instrument = draw_copy(clean[j], key, amp[lo + j], share, psf)
             if instrument is not None:
                 scope[lo + j] = (1.0, instrument.psf_sigma, *instrument.offset,
                                  *instrument.gain, instrument.counts, instrument.bits)  # fmt: skip
@@ -234,11 +241,17 @@ def _write_variant(group, variant, spins_in, raw_params, meta, params, bar) -> N
         small_array(sub, "microscope", scope)
 
 
-def _instrument(key: list[int], share: float) -> Microscope | None:
+def _ranges(params: Params) -> dict:
+    """The ranges the store's microscopes were drawn from (MICROSCOPE, its PSF width set by
+    ``noise.psf_sigma``)."""
+    return {**MICROSCOPE, "psf_sigma": list(params.noise.psf_sigma)}
+
+
+def _instrument(key: list[int], share: float, psf_sigma: tuple[float, float]) -> Microscope | None:
     """The virtual microscope of one copy, or None for S + aR (drawn from its own stream)."""
     if share <= 0:
         return None
     rng = np.random.default_rng(np.random.SeedSequence([*key, _MICROSCOPE_KEY]))
     if rng.random() >= share:
         return None
-    return draw_microscope(rng)
+    return draw_microscope(rng, psf_sigma)

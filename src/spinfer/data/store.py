@@ -29,7 +29,6 @@ from spinfer.io import atomic_write_text
 
 MANIFEST = "manifest.sha256"
 FORMAT = 1
-_BLOCK = 1 << 20
 INNER_TEXTURES = 10  # textures per checksummed chunk inside a shard
 # Zarr lists the manifest as "not a component of a Zarr hierarchy"; it is ours, by design.
 warnings.filterwarnings("ignore", message=f"Object at {MANIFEST} is not recognized")
@@ -84,11 +83,8 @@ def shard_bounds(n: int, shard_textures: int) -> list[tuple[int, int]]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _store_files(root: Path) -> Iterator[Path]:

@@ -114,6 +114,11 @@ class Schedule:
         """No Monte Carlo at all: the random start is relaxed by the minimiser alone."""
         return self.cooling == "instant"
 
+    @property
+    def relax_sweeps_run(self) -> int:
+        """Relaxation sweeps that run: none after an instant quench (the minimiser only)."""
+        return 0 if self.instant else self.relax_sweeps
+
     def temperatures(self) -> np.ndarray:
         """Temperature of each annealing sweep (none for an instant quench)."""
         if self.instant:
@@ -235,7 +240,7 @@ def anneal(
         if progress is not None:
             progress(1)
     done = 0
-    relax_sweeps = 0 if schedule.instant else schedule.relax_sweeps  # the minimiser only
+    relax_sweeps = schedule.relax_sweeps_run
     if schedule.relax == "descent":
         done = descend(spins, ham, kernel, relax_sweeps * DESCENT_STEPS_PER_SWEEP)
     for _ in range(relax_sweeps if schedule.relax == "metropolis" else 0):

@@ -707,14 +707,10 @@ def _anneal_group(
             progress(1)
     relax_done = torch.zeros(b, dtype=torch.int64, device=device)
     for method, run in (("metropolis", _relax_metropolis), ("descent", _descend)):
-        rows = [
-            i
-            for i, s in enumerate(schedules)
-            if s.relax == method and s.relax_sweeps and not s.instant
-        ]
+        rows = [i for i, s in enumerate(schedules) if s.relax == method and s.relax_sweeps_run]
         if not rows:
             continue
-        limit = max(schedules[i].relax_sweeps for i in rows)
+        limit = max(schedules[i].relax_sweeps_run for i in rows)
         limit *= DESCENT_STEPS_PER_SWEEP if method == "descent" else 1
         index = torch.tensor(rows, device=device)
         relax_done[index] = run(lat, index, limit)

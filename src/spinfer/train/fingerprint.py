@@ -55,7 +55,8 @@ def fingerprint(params: Params, model: str, data: str, root: Path) -> str:
     ]
     what = {"train": train, "model": model, "data": data, "seed": params.base.seed}
     if fresh:  # the copies are drawn in training
-        what["fresh_noise"] = [list(params.noise.amplitude), params.noise.microscope]
+        noise = params.noise
+        what["fresh_noise"] = [list(noise.amplitude), noise.microscope, list(noise.psf_sigma)]
     if params.train.lr_schedule != "constant":  # the schedule's horizon shapes every step
         what["epochs"] = params.train.epochs.get(model, 1)
     what["stores"] = manifests

@@ -78,7 +78,9 @@ def open_training_data(
         raise InputError(f"the dataset lacks what training needs: {exc}") from None
     if fresh:
         noise = params.noise
-        train = FreshNoiseDataset(train, params.base.seed, noise.amplitude, noise.microscope)
+        train = FreshNoiseDataset(
+            train, params.base.seed, noise.amplitude, noise.microscope, noise.psf_sigma
+        )
     return train, val
 
 
