@@ -98,7 +98,7 @@ def test_external_cli_errors_are_one_line(tmp_path):
     _one_error_line(run(*args, "--model", "cnn", "--data", "noisy"), 1, "no trained predictor")
     off = run(*args, "--model", "cnn", "--data", "noisy", "--set", "external.data=null")
     _one_error_line(off, 1, "external.data is null")
-    _one_error_line(run(*args, "--model", "nope", "--data", "noisy"), 1, "nope")
+    _one_error_line(run(*args, "--model", "nope", "--data", "noisy"), 2, "nope")  # a bad argument
     _one_error_line(run(*args), 2, "--model")
     (tmp_path / "tuned.yaml").write_text("")
     nothing = run(*args, "--tuned", str(tmp_path / "tuned.yaml"))
@@ -109,7 +109,7 @@ def test_evaluate_cli_errors_are_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     args = ("train", "evaluate", "--params", str(tmp_path / "params.yaml"))
     _one_error_line(run(*args, "--model", "cnn", "--data", "noisy"), 1, "no trained predictor")
-    _one_error_line(run(*args, "--model", "cnn", "--data", "wet"), 1, "wet")
+    _one_error_line(run(*args, "--model", "cnn", "--data", "wet"), 2, "wet")  # a bad argument
     _one_error_line(run(*args), 2, "--model")
     skipped = run(*args, "--model", "resnet50", "--data", "noisy")  # not in train.grid
     assert skipped.returncode == 0, skipped.stderr

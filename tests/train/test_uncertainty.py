@@ -294,3 +294,14 @@ def test_ablation_needs_three_seeds(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1 and "at least 3 seeds" in proc.stderr
+
+
+def test_ablation_of_an_unknown_model_is_a_bad_argument(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "spinfer.cli", "train", "ablate",
+         "--params", str(ROOT / "params.yaml"), "--model", "nope"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error:") and "unknown model 'nope'" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0

@@ -145,13 +145,21 @@ def _resolve_run(params: Path, overrides, model: str | None, data: str | None, t
     if model is None or data is None:
         raise typer.BadParameter("give --model and --data, or --tuned FILE")
     cfg = load_config(params, overrides)
+    if tuned is None:
+        _check_names(model, data)
+    else:  # the names came from the study's file, not the command line: a bad file
+        check_run(model, data)
+    return cfg, model, data
+
+
+def _check_names(model: str, data: str) -> None:
+    """--model and --data name a known model and training data, else a bad argument (2)."""
+    from spinfer.train.runs import check_run
+
     try:
         check_run(model, data)
     except ConfigError as exc:
-        if tuned is not None:  # the names came from the study's file, not the command line
-            raise
         raise typer.BadParameter(str(exc)) from None
-    return cfg, model, data
 
 
 def _tuned_run(params: Path, overrides: list[str] | None, tuned: Path):
@@ -259,6 +267,7 @@ def ablate(
     from spinfer.train.ablation import summary_lines
 
     cfg = load_config(params, overrides)
+    _check_names(model, data)
     summary = run(cfg, params.resolve().parent, model, data, seeds, out)
     if as_json:
         echo_json(summary)
