@@ -378,7 +378,11 @@ def test_torchrun_two_cpu_processes(tmp_path, tiny_data):
     [  # a bad argument exits 2, a bad configuration 1
         (["--model", "vgg", "--data", "noisy"], "unknown model 'vgg'", 2),
         (["--model", "cnn", "--data", "dirty"], "unknown training data 'dirty'", 2),
-        (["--model", "cnn", "--data", "noisy", "--set", "train.epochs={vgg: 1}"], "epochs", 1),
+        (
+            ["--model", "cnn", "--data", "noisy", "--set", "train.epochs={vgg: 1}"],
+            "train.epochs",
+            1,
+        ),
     ],
 )
 def test_bad_training_requests_fail_with_one_line(tmp_path, tiny_data, args, needle, code):

@@ -287,21 +287,21 @@ def test_lambda_reversal_needs_a_symmetric_range():
     assert p.train.augment_ops == ("rotate", "mirror")
 
 
-def test_ablation_needs_three_seeds(tmp_path):
-    proc = subprocess.run(
+def _ablate(cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "spinfer.cli", "train", "ablate",
-         "--params", str(ROOT / "params.yaml"), "--seeds", "2"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+         "--params", str(ROOT / "params.yaml"), *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd,
     )  # fmt: skip
+
+
+def test_ablation_needs_three_seeds(tmp_path):
+    proc = _ablate(tmp_path, "--seeds", "2")
     assert proc.returncode == 1 and "at least 3 seeds" in proc.stderr
 
 
 def test_ablation_of_an_unknown_model_is_a_bad_argument(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "spinfer.cli", "train", "ablate",
-         "--params", str(ROOT / "params.yaml"), "--model", "nope"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
+    proc = _ablate(tmp_path, "--model", "nope")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error:") and "unknown model 'nope'" in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
